@@ -210,7 +210,8 @@ def normalize_value(value: Any) -> Any:
         labels = value.get("__labels__")
         if labels is not None and "id" not in value and "label" not in value:
             return {"type": sorted(labels)[0] if labels else None,
-                    **{k: normalize_value(v) for k, v in value.items() if k != "__labels__"}}
+                    **{k: normalize_value(v) for k, v in sorted(value.items())
+                       if k != "__labels__" and not k.startswith(INTERNAL_PREFIX)}}
         if all(isinstance(k, int) for k in value) and value:
             return normalize_value(next(iter(value.values())))
         return {k: normalize_value(v) for k, v in sorted(value.items())

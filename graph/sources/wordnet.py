@@ -20,9 +20,11 @@ Offsets differ between 3.0 and 3.1: join versions through :func:`sense_key_index
 
 from __future__ import annotations
 
+import gc
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -100,6 +102,8 @@ RELATIONS: tuple[Relation, ...] = tuple(
 
 #: Sense-key ``ss_type`` digit → pos letter of the data file holding the synset.
 _SENSE_KEY_FILE_POS = {"1": "n", "2": "v", "3": "a", "4": "r", "5": "a"}
+#: ``ss_type`` (n v a s r) → pos letter of the data file holding the synset.
+_FILE_POS_OF = {"n": "n", "v": "v", "a": "a", "s": "a", "r": "r"}
 _ADJ_MARKERS = ("(a)", "(p)", "(ip)")
 _ALLOWED_SS_TYPES = {"n": ("n",), "v": ("v",), "a": ("a", "s"), "r": ("r",)}
 _VERSION_PATTERN = re.compile(r"WordNet\s+(\d+\.\d+)\s+Copyright")
@@ -135,6 +139,19 @@ class _Database:
 # files
 
 
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector: parsing makes ~10^6 acyclic objects, and the
+    collector's repeated passes over them would double the parse time."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def _require(directory: Path, names: tuple[str, ...]) -> list[Path]:
     """Return the paths of ``names`` in ``directory``; raise if any is missing."""
     paths = [directory / name for name in names]
@@ -168,9 +185,9 @@ def detect_version(directory: str | os.PathLike[str]) -> str | None:
 # data files
 
 
-def _clean_word(word: str, file_pos: str) -> str:
+def _clean_word(word: str) -> str:
     """Strip an adjective syntactic marker such as ``(p)`` from a lemma."""
-    if file_pos == "a" and word.endswith(")"):
+    if word.endswith(")"):
         for marker in _ADJ_MARKERS:
             if word.endswith(marker):
                 return word[: -len(marker)]
@@ -197,7 +214,9 @@ def _parse_synset(path: Path, number: int, line: str, file_pos: str) -> _Synset:
         end = 4 + 2 * w_cnt
         if w_cnt < 1 or len(fields) <= end:
             raise ValueError(f"{w_cnt} words do not fit the line")
-        words = [_clean_word(word, file_pos) for word in fields[4:end:2]]
+        words = fields[4:end:2]
+        if file_pos == "a":
+            words = [_clean_word(word) for word in words]
         field = "p_cnt"
         p_cnt = int(fields[end])
         start = end + 1
@@ -217,19 +236,23 @@ def _parse_synset(path: Path, number: int, line: str, file_pos: str) -> _Synset:
 
 def _check_pointers(pointers: list[str]) -> None:
     """Check the ``symbol offset pos source/target`` quadruples of a synset line."""
+    if not pointers:
+        return
+    targets = pointers[1::4]
+    if (_POINTERS.keys() >= set(pointers[0::4]) and _FILE_POS_OF.keys() >= set(pointers[2::4])
+            and {8} == set(map(len, targets)) and "".join(targets).isdigit()
+            and {4} == set(map(len, pointers[3::4]))):
+        return
     for index in range(0, len(pointers), 4):
         symbol, target, pos, source_target = pointers[index : index + 4]
         if symbol not in _POINTERS:
             raise ValueError(f"unknown pointer symbol {symbol!r}")
         if len(target) != 8 or not target.isdigit():
             raise ValueError(f"pointer target offset {target!r} is not 8 digits")
-        if pos not in _SS_TO_FILE_POS:
+        if pos not in _FILE_POS_OF:
             raise ValueError(f"pointer target pos {pos!r} is not one of n v a s r")
         if len(source_target) != 4:
             raise ValueError(f"pointer source/target {source_target!r} is not 4 hex digits")
-
-
-_SS_TO_FILE_POS = {"n": "n", "v": "v", "a": "a", "s": "a", "r": "r"}
 
 
 def _check_frames(rest: list[str], file_pos: str) -> None:
@@ -336,20 +359,19 @@ def _triples(db: _Database, lexical: LexicalMode) -> list[Triple]:
     """Resolve every pointer to a triple; semantic ones first, then lifted lexical ones."""
     semantic: list[Triple] = []
     lifted: dict[Triple, None] = {}
-    by_wnid = db.by_wnid
+    by_wnid, file_pos_of, relations = db.by_wnid, _FILE_POS_OF, POINTER_RELATIONS
+    skip_lexical = lexical == "skip"
     for synset, subject in zip(db.synsets, db.ids, strict=True):
-        pointers = synset.pointers
-        for index in range(0, len(pointers), 4):
-            is_semantic = pointers[index + 3] == "0000"
-            if not is_semantic and lexical == "skip":
+        p = synset.pointers
+        for symbol, offset, pos, source_target in zip(p[0::4], p[1::4], p[2::4], p[3::4]):
+            is_semantic = source_target == "0000"
+            if not is_semantic and skip_lexical:
                 continue
-            target = by_wnid.get(_SS_TO_FILE_POS[pointers[index + 2]] + pointers[index + 1])
+            target = by_wnid.get(file_pos_of[pos] + offset)
             if target is None:
-                raise InputError(
-                    f"pointer {pointers[index]!r} targets unknown synset "
-                    f"{pointers[index + 1]} {pointers[index + 2]}",
-                    source=synset.path, line=synset.line, field="pointer")
-            triple = Triple(subject, POINTER_RELATIONS[pointers[index]], target)
+                raise InputError(f"pointer {symbol!r} targets unknown synset {offset} {pos}",
+                                 source=synset.path, line=synset.line, field="pointer")
+            triple = Triple(subject, relations[symbol], target)
             if is_semantic:
                 semantic.append(triple)
             elif target != subject:
@@ -383,9 +405,10 @@ def read_wordnet(
     if version is None:
         raise InputError("no WordNet version in the license header; pass version='3.0' or '3.1'",
                          source=path / "data.noun", field="version")
-    db = _load(path)
-    entities = [_entity(s, i, version) for s, i in zip(db.synsets, db.ids, strict=True)]
-    triples = _triples(db, lexical)
+    with _gc_paused():
+        db = _load(path)
+        entities = [_entity(s, i, version) for s, i in zip(db.synsets, db.ids, strict=True)]
+        triples = _triples(db, lexical)
     return GraphData(entities, list(RELATIONS), triples, source=str(path))
 
 
@@ -395,7 +418,8 @@ def read_wordnet(
 
 def wnid_map(directory: str | os.PathLike[str]) -> dict[str, str]:
     """Map ImageNet-style ids (``n02084071``; satellites under ``a``) to entity ids."""
-    return _load(Path(directory)).by_wnid
+    with _gc_paused():
+        return _load(Path(directory)).by_wnid
 
 
 def sense_key_index(directory: str | os.PathLike[str]) -> dict[str, str]:
@@ -406,8 +430,9 @@ def sense_key_index(directory: str | os.PathLike[str]) -> dict[str, str]:
     """
     path = Path(directory)
     sense_path = _require(path, ("index.sense",))[0]
-    by_wnid = _load(path).by_wnid
-    return _parse_sense_index(sense_path, by_wnid.get)
+    with _gc_paused():
+        by_wnid = _load(path).by_wnid
+        return _parse_sense_index(sense_path, by_wnid.get)
 
 
 def _parse_sense_index(path: Path, lookup: Callable[[str], str | None]) -> dict[str, str]:

