@@ -177,8 +177,9 @@ def _read_entities(path: PathLike) -> dict[str, Entity]:
     lines: dict[str, int] = {}
     for number, fields in _records(path, ENTITY_COLUMNS):
         if len(fields) > len(ENTITY_COLUMNS):
-            raise InputError(f"expected at most 5 tab-separated fields ({', '.join(ENTITY_COLUMNS)})"
-                             f", found {len(fields)}", source=path, line=number)
+            raise InputError(f"expected at most 5 tab-separated fields "
+                             f"({', '.join(ENTITY_COLUMNS)}), found {len(fields)}",
+                             source=path, line=number)
         entity = _entity(fields, path, number)
         if entity.id in entities:
             raise InputError(f"entity {entity.id!r} is listed twice (first on line "

@@ -293,8 +293,9 @@ class Neo4jStore:
                     f"inspection is read-only; Neo4j classifies this query as "
                     f"{summary.query_type!r}{' (' + ', '.join(write_keywords(query)) + ')' if write_keywords(query) else ''}")
 
+            @neo4j.unit_of_work(timeout=timeout_s)
             def work(tx: Any) -> tuple[list[str], list[Any]]:
-                result = tx.run(neo4j.Query(query, timeout=timeout_s), params)
+                result = tx.run(query, params)
                 keys = list(result.keys())
                 return keys, result.fetch(limit + 1)
 
