@@ -196,13 +196,13 @@ class ImageFinder:
 
     Folders that do not exist are skipped without a look per file. A file not found anywhere
     is recorded under the first existing candidate folder (the first candidate when none
-    exists) in :attr:`missing`.
+    exists) in :attr:`missing`, a list that finders may share.
     """
 
-    def __init__(self, dirs: Iterable[Path]) -> None:
+    def __init__(self, dirs: Iterable[Path], missing: list[Path] | None = None) -> None:
         self.dirs = list(dict.fromkeys(dirs))
         self.existing = [d for d in self.dirs if d.is_dir()]
-        self.missing: list[Path] = []
+        self.missing: list[Path] = [] if missing is None else missing
         self._cache: dict[str, Path | None] = {}
 
     def find(self, relative: str) -> Path | None:

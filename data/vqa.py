@@ -55,6 +55,7 @@ from ._io import (
     entry_object,
     find_file,
     image_subtype,
+    is_id,
     read_json,
     safe_relative,
     top_level,
@@ -80,6 +81,8 @@ ANSWER_FIELDS = ("answer", "answer_confidence", "answer_id")
 #: The ``extra`` key holding per-answer fields beyond :data:`ANSWER_FIELDS`.
 ANSWERS_EXTRA = "answers_extra"
 _RECORD_FIELDS = frozenset(ANNOTATION_FIELDS) | {"question", "answer_entity_ids"}
+_ANSWER_FIELD_SET = frozenset(ANSWER_FIELDS)
+_ANNOTATION_FIELD_SET = frozenset(ANNOTATION_FIELDS) | {"answer_entity_ids"}
 
 
 def vqa_paths(
@@ -157,20 +160,30 @@ def parse_annotation(
         raise check.error("no answers", "answers")
     if num_answers is not None and len(raw_answers) != num_answers:
         raise check.error(f"expected {num_answers} answers, got {len(raw_answers)}", "answers")
-    answers, confidences, answers_extra = [], [], []
+    answers, confidences = [], []
+    answers_extra: list[dict[str, Any]] = []
+    has_extra = False
     for j, item in enumerate(raw_answers):
+        # The common, well-formed case is checked inline: this loop runs 10× per question.
         if not isinstance(item, dict):
             raise check.error(f"answer {j}: expected an object", "answers")
-        sub = Checker(source, item, f"{check.record}, answer {j}")
-        answers.append(sub.text("answer"))
-        confidences.append(sub.text("answer_confidence"))
-        if "answer_id" in item:
+        answer, confidence = item.get("answer"), item.get("answer_confidence")
+        if not (isinstance(answer, str) and isinstance(confidence, str)
+                and ("answer_id" not in item or is_id(item["answer_id"]))):
+            sub = Checker(source, item, f"{check.record}, answer {j}")
+            sub.text("answer")
+            sub.text("answer_confidence")
             sub.ident("answer_id")
-        answers_extra.append({k: v for k, v in item.items() if k not in ANSWER_FIELDS})
-    extra = {
-        k: v for k, v in entry.items() if k not in ANNOTATION_FIELDS and k != "answer_entity_ids"
-    }
-    if any(answers_extra):
+        answers.append(answer)
+        confidences.append(confidence)
+        if len(item) == 3 and "answer_id" in item:
+            answers_extra.append({})
+        else:
+            more = {k: v for k, v in item.items() if k not in _ANSWER_FIELD_SET}
+            has_extra = has_extra or bool(more)
+            answers_extra.append(more)
+    extra = {k: v for k, v in entry.items() if k not in _ANNOTATION_FIELD_SET}
+    if has_extra:
         extra[ANSWERS_EXTRA] = answers_extra
     return {
         "question_id": qid,
@@ -199,7 +212,6 @@ def read_vqa_annotations(
         if ann["question_id"] in out:
             raise InputError("duplicate question_id", source=path, record=ann["label"],
                              field="question_id")
-        ann["index"] = i
         out[ann["question_id"]] = ann
     return out
 
@@ -248,7 +260,7 @@ def load_vqa(
     isub = image_subtype(sub)
     official = ImageFinder([root / isub, root / "images" / isub, root / "Images" / "mscoco" / isub,
                             root / "images"])
-    by_name = ImageFinder([root, root / "images"])
+    by_name = ImageFinder([root, root / "images"], missing=official.missing)
     seen: set[RecordId] = set()
     records = []
     for i, entry in enumerate(entries):
@@ -260,6 +272,7 @@ def load_vqa(
         seen.add(qid)
         fields: dict[str, Any] = {}
         extra = q["extra"]
+        where = (questions_path, q["label"])  # who named the image, for errors
         if annotations is not None:
             ann = annotations.pop(qid, None)
             if ann is None:
@@ -272,10 +285,11 @@ def load_vqa(
                     field="image_id",
                 )
             fields = {k: v for k, v in ann.items()
-                      if k not in ("question_id", "image_id", "extra", "label", "index")}
+                      if k not in ("question_id", "image_id", "extra", "label")}
             extra = {**extra, **ann["extra"]}
-        image_path = _find_image(q["image_id"], extra, isub, official, by_name,
-                                 questions_path, q["label"])
+            if "file_name" in ann["extra"]:
+                where = (annotations_path, ann["label"])
+        image_path = _find_image(q["image_id"], extra, isub, official, by_name, *where)
         records.append(VQARecord(question_id=qid, image_id=q["image_id"],
                                  question=q["question"], image_path=image_path, extra=extra,
                                  **fields))
@@ -283,11 +297,9 @@ def load_vqa(
         ann = next(iter(annotations.values()))
         raise InputError("annotation has no matching question", source=annotations_path,
                          record=ann["label"], field="question_id")
-    missing = official.missing + by_name.missing
     official.warn(f"{root} {split}")
-    by_name.warn(f"{root} {split}")
     sources = [questions_path] + ([annotations_path] if annotations_path else [])
-    return VQADataset(records, missing_images=missing, sources=sources)
+    return VQADataset(records, missing_images=official.missing, sources=sources)
 
 
 def coco_image_name(subtype: str, image_id: RecordId) -> str:
@@ -371,13 +383,13 @@ def write_vqa(
             questions.append({**question, **extra})
             continue
         questions.append(question)
+        if not rec.answers:
+            raise InputError("no answers to write", source="<records>", record=label,
+                             field="answers")
         for name in ("question_type", "answer_type"):
             if getattr(rec, name) is None:
                 raise InputError("required by the annotations file", source="<records>",
                                  record=label, field=name)
-        if not rec.answers:
-            raise InputError("no answers to write", source="<records>", record=label,
-                             field="answers")
         confidences = rec.answer_confidences or ("yes",) * len(rec.answers)
         answers = []
         for j, (answer, confidence) in enumerate(zip(rec.answers, confidences, strict=True)):

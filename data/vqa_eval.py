@@ -29,6 +29,7 @@ import os
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +123,15 @@ def process_digit_article(text: str) -> str:
     return " ".join(CONTRACTIONS.get(word, word) for word in words)
 
 
+#: Human answers repeat a lot across a split; both steps are pure functions of the text.
+_cached_punctuation = lru_cache(maxsize=1 << 16)(process_punctuation)
+
+
+@lru_cache(maxsize=1 << 16)
+def _cached_normalize(answer: str) -> str:
+    return normalize_answer(answer)
+
+
 def normalize_answer(answer: str) -> str:
     """Normalise a predicted answer as the official script does: newlines and tabs to
     spaces, strip, :func:`process_punctuation`, :func:`process_digit_article`.
@@ -151,10 +161,10 @@ def vqa_accuracy(prediction: str, answers: Sequence[str]) -> float:
         raise TypeError("answers must be a sequence of strings, not a single string")
     if not answers:
         raise ValueError("no human answers to score against")
-    predicted = normalize_answer(prediction)
+    predicted = _cached_normalize(prediction)
     gts = list(answers)
     if len(set(gts)) > 1:
-        gts = [process_punctuation(a) for a in gts]
+        gts = [_cached_punctuation(a) for a in gts]
     matches = [g == predicted for g in gts]
     total = sum(matches)
     return sum(min(1.0, (total - m) / 3) for m in matches) / len(gts)

@@ -293,7 +293,8 @@ class CompiledKG:
         try:
             return self._rel_index[relation_id]
         except KeyError:
-            raise KeyError(f"unknown relation {relation_id!r}; known: {self.relation_ids}") from None
+            raise KeyError(
+                f"unknown relation {relation_id!r}; known: {self.relation_ids}") from None
 
     # -- node texts --------------------------------------------------------------------
     def _text(self, field: str, index: int) -> str:

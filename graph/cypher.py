@@ -94,9 +94,7 @@ def bind_parameters(query: str, params: Mapping[str, Any]) -> str:
                 raise QueryError(f"query uses parameter ${name} but no value was given "
                                  f"(pass --param {name}=VALUE)")
             out.append(literal(params[name], name))
-        elif kind == "sstring":
-            out.append(json.dumps(_unescape(text[1:-1]), ensure_ascii=True))
-        elif kind == "dstring":
+        elif kind == "sstring" or kind == "dstring":
             out.append(json.dumps(_unescape(text[1:-1]), ensure_ascii=True))
         elif kind == "comment":
             out.append(" ")

@@ -103,8 +103,9 @@ class GraphData:
                     source=self.source, record=index, field="id")
             previous_rel = relations.setdefault(relation.id, relation)
             if previous_rel != relation:
-                raise InputError(f"relation {relation.id!r} is defined twice with different content",
-                                 source=self.source, record=index, field="id")
+                raise InputError(
+                    f"relation {relation.id!r} is defined twice with different content",
+                    source=self.source, record=index, field="id")
         for index, triple in enumerate(self.triples):
             for name in ("subject", "object"):
                 if getattr(triple, name) not in seen:

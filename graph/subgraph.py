@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 def _row_positions(starts: np.ndarray, degrees: np.ndarray,
                    cap: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """For rows ``[starts, starts+degrees)`` return (row number, position in row) of kept entries."""
+    """For rows ``[starts, starts+degrees)``: (row number, position in row) of kept entries."""
     keep = degrees if cap is None else np.minimum(degrees, cap)
     total = int(keep.sum())
     row = np.repeat(np.arange(len(degrees)), keep)

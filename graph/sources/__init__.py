@@ -40,9 +40,9 @@ def read_source(
     """Read a knowledge source of the given kind, or of the kind its path suggests.
 
     Args:
-        path: a file, or a WordNet database directory. ``None`` is allowed for
-            ``kind="wordnet"`` only: the WordNet files are then located by ``find_wordnet``
-            (which accepts the ``data_dir`` and ``allow_npm`` options).
+        path: a file, or a WordNet database directory (or one holding ``dict/``). ``None``
+            is allowed for ``kind="wordnet"`` only: ``find_wordnet`` then looks in the usual
+            places (it takes the ``data_dir``, ``allow_npm`` and ``on_progress`` options).
         kind: ``"rdf"``, ``"conceptnet"``, ``"tsv"`` or ``"wordnet"``; ``None`` guesses with
             :func:`detect_kind`.
         options: passed to the reader (``format=``, ``languages=``, ``entities_path=`` …).
@@ -101,12 +101,10 @@ def _looks_like_conceptnet(path: Path) -> bool:
 
 
 def _read_wordnet(path: str | os.PathLike[str] | None, options: dict[str, Any]) -> GraphData:
-    """Call the WordNet reader, importing it (and the finder) only now."""
+    """Locate the database with ``find_wordnet`` and read it, importing both only now."""
+    from .fetch import find_wordnet
     from .wordnet import read_wordnet
 
-    if path is None:
-        from .fetch import find_wordnet
-
-        finder = {key: options.pop(key) for key in ("data_dir", "allow_npm") if key in options}
-        path = find_wordnet(**finder)
-    return read_wordnet(path, **options)
+    finder = {key: options.pop(key) for key in ("data_dir", "allow_npm", "on_progress")
+              if key in options}
+    return read_wordnet(find_wordnet(path, **finder), **options)

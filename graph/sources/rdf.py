@@ -55,9 +55,9 @@ Writing (:func:`write_rdf`) uses this vocabulary:
   as it is; anything else (``wn:dog.n.01``, ``_:b1``) is minted as ``KGMM_ID`` +
   percent-encoded id.
 
-So ``read_rdf(write_rdf(x, p))`` gives ``x`` back (sorted, aliases sorted, inverses made
-mutual). Turtle and N3 declare every prefix given; with N-Triples, JSON-LD or RDF/XML pass the
-same ``prefixes`` to :func:`read_rdf` as well.
+So ``read_rdf(write_rdf(x))`` gives ``x`` back (sorted, aliases sorted, inverses made mutual)
+in every format. With ``prefixes``, Turtle and N3 declare every prefix given and JSON-LD puts
+them in its context; for N-Triples and RDF/XML pass the same ``prefixes`` to :func:`read_rdf`.
 """
 
 from __future__ import annotations
@@ -151,6 +151,7 @@ _WEB_IRI = re.compile(r"^(?:https?|urn|ftp|file|mailto|tag):\S+$")
 _IRI_UNSAFE = re.compile(r'[\x00-\x20<>"{}|\\^`]')
 _SAFE_CHARS = "/:@!$&'()*+,;="
 _SEPARATORS = "/#:"
+_XML_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 
 Node = str  # IRIs as themselves, blank nodes as "_:<label>"; literals stay rdflib Literals
 Object = Any  # Node | Literal
@@ -206,6 +207,8 @@ def write_rdf(
     data.validate()
     path = Path(path)
     fmt = _format(path, format)
+    if fmt == "xml":
+        _check_xml_names(data, path)
     user = dict(prefixes or {})
     compactor = _Compactor([*user.items(), *_default_namespaces()])
     graph = rdflib.Graph(bind_namespaces="none")
@@ -630,8 +633,8 @@ class _Mapper:
         relation_ids = self._relation_ids(p for _, p, _ in edges)
         property_names = _assign_names((p for found in values.values() for p in found),
                                        self.compactor, lambda name: name, RESERVED_KEYS)
-        entities = [self._entity(node, ids[node], values.get(node, {}), property_names)
-                    for node in nodes]
+        entities = sorted((self._entity(node, ids[node], values.get(node, {}), property_names)
+                           for node in nodes), key=lambda entity: entity.id)
         triples = sorted({Triple(ids[s], relation_ids[p], ids[o]) for s, p, o in edges},
                          key=lambda t: (t.subject, t.relation, t.object))
         data = GraphData(entities, self._relations(relation_ids), triples, source=self.source)
@@ -698,7 +701,7 @@ class _Mapper:
         description = str(best).strip() if best is not None else ""
         types = tuple(sorted({self.compactor.compact(t) for t in self._types(node)
                               if not t.startswith("_:")}))
-        properties = {names[p]: _property_value(found) for p, found in sorted(values.items())}
+        properties = dict(sorted((names[p], _property_value(found)) for p, found in values.items()))
         return Entity(entity_id, label, aliases, description, types, properties)
 
 
@@ -736,6 +739,16 @@ def _python_value(literal: Literal) -> str | int | float | bool:
 
 
 # --- writing --------------------------------------------------------------------------------
+
+
+def _check_xml_names(data: GraphData, path: Path) -> None:
+    """RDF/XML spells predicates as XML names: refuse property keys that cannot be one."""
+    for index, entity in enumerate(data.entities):
+        for key in entity.properties:
+            if not _XML_NAME.match(key):
+                raise InputError(f"property {key!r} of entity {entity.id!r} is not an XML name, "
+                                 "so RDF/XML cannot hold it; write Turtle, N-Triples or JSON-LD",
+                                 source=path, record=index, field="properties")
 
 
 def _write_bindings(user: Mapping[str, str]) -> list[tuple[str, str]]:

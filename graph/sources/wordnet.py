@@ -36,8 +36,8 @@ __all__ = [
     "DATA_FILES",
     "INDEX_FILES",
     "LEXNAMES",
-    "RELATIONS",
     "POINTER_RELATIONS",
+    "RELATIONS",
     "detect_version",
     "read_wordnet",
     "sense_key_index",
@@ -61,6 +61,9 @@ LEXNAMES: tuple[str, ...] = (
     "verb.perception", "verb.possession", "verb.social", "verb.stative", "verb.weather",
     "adj.ppl",
 )
+
+#: One shared ``types`` tuple per lexicographer file.
+_TYPES: dict[str, tuple[str, ...]] = {name: (name,) for name in LEXNAMES}
 
 #: Pointer symbol → (relation id, label, inverse relation id or None).
 _POINTERS: dict[str, tuple[str, str, str | None]] = {
@@ -352,7 +355,8 @@ def _entity(synset: _Synset, entity_id: str, version: str) -> Entity:
         "wnid": synset.file_pos + synset.offset,
         "wordnet_version": version,
     }
-    return Entity(entity_id, label, tuple(aliases), synset.gloss, (synset.lexname,), properties)
+    return Entity(entity_id, label, tuple(aliases), synset.gloss, _TYPES[synset.lexname],
+                  properties)
 
 
 def _triples(db: _Database, lexical: LexicalMode) -> list[Triple]:
@@ -363,7 +367,8 @@ def _triples(db: _Database, lexical: LexicalMode) -> list[Triple]:
     skip_lexical = lexical == "skip"
     for synset, subject in zip(db.synsets, db.ids, strict=True):
         p = synset.pointers
-        for symbol, offset, pos, source_target in zip(p[0::4], p[1::4], p[2::4], p[3::4]):
+        quads = zip(p[0::4], p[1::4], p[2::4], p[3::4], strict=True)
+        for symbol, offset, pos, source_target in quads:
             is_semantic = source_target == "0000"
             if not is_semantic and skip_lexical:
                 continue
@@ -409,6 +414,7 @@ def read_wordnet(
         db = _load(path)
         entities = [_entity(s, i, version) for s, i in zip(db.synsets, db.ids, strict=True)]
         triples = _triples(db, lexical)
+        del db  # free the parse while the collector is paused, so it never scans it
     return GraphData(entities, list(RELATIONS), triples, source=str(path))
 
 

@@ -273,7 +273,7 @@ class Neo4jStore:
         import neo4j
         from neo4j import exceptions as ex
 
-        from ..cypher import normalize_value, refuse_writes, write_keywords
+        from ..cypher import normalize_value, refuse_writes
 
         refuse_writes(query)
         meta = [w for w in _tokens_upper(query) if w in _META_KEYWORDS]
@@ -291,7 +291,7 @@ class Neo4jStore:
             if summary.query_type != "r":
                 raise ReadOnlyViolationError(
                     f"inspection is read-only; Neo4j classifies this query as "
-                    f"{summary.query_type!r}{' (' + ', '.join(write_keywords(query)) + ')' if write_keywords(query) else ''}")
+                    f"{summary.query_type!r}, not read-only ('r')")
 
             @neo4j.unit_of_work(timeout=timeout_s)
             def work(tx: Any) -> tuple[list[str], list[Any]]:

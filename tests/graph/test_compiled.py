@@ -94,7 +94,7 @@ def test_save_to_home_and_load_by_name(kg: CompiledKG, tmp_path) -> None:
 
 def test_corrupt_snapshots_raise_snapshot_error(kg: CompiledKG, tmp_path) -> None:
     path = kg.save(tmp_path / "snap")
-    with pytest.raises(SnapshotError, match="no meta.json"):
+    with pytest.raises(SnapshotError, match=r"no meta\.json"):
         CompiledKG.load(tmp_path)
     (path / "out_dst.npy").write_bytes((path / "out_dst.npy").read_bytes()[:60])
     with pytest.raises(SnapshotError, match="out_dst"):

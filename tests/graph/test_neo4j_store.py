@@ -139,7 +139,7 @@ def test_failure_half_way_is_cleaned_up(loaded, monkeypatch) -> None:
 def test_wrong_password_and_server_down(neo4j_server) -> None:
     with pytest.raises(StoreAuthError, match="wrong password"):
         Neo4jStore(neo4j_server.uri, neo4j_server.user, "not-the-password")
-    with pytest.raises(StoreUnavailableError, match="cannot reach Neo4j at bolt://127.0.0.1:9"):
+    with pytest.raises(StoreUnavailableError, match=r"cannot reach Neo4j at bolt://127\.0\.0\.1:9"):
         Neo4jStore("bolt://127.0.0.1:9", "neo4j", "x", connection_timeout_s=1,
                    max_retry_time_s=0)
     assert issubclass(StoreAuthError, StoreError)

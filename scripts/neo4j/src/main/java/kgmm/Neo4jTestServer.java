@@ -66,6 +66,9 @@ public final class Neo4jTestServer {
         home = home.toAbsolutePath();
         Files.createDirectories(home);
 
+        if (exitOnStdinEof) {
+            watchStdin();
+        }
         PrintStream out = System.out;
         out.println("kgmm.Neo4jTestServer: starting Neo4j (home " + home + ", port " + port + ")");
         out.flush();
@@ -82,14 +85,23 @@ public final class Neo4jTestServer {
         config.put(GraphDatabaseSettings.auth_minimum_password_length, 1);
         config.put(GraphDatabaseSettings.pagecache_memory, 64L * 1024 * 1024);
         config.put(GraphDatabaseSettings.preallocate_logical_logs, false);
+        config.put(GraphDatabaseSettings.udc_enabled, false);
         // Netty's default graceful-shutdown quiet period makes every stop take ~10 s;
         // a test server has no clients worth waiting for once it is told to stop.
         config.put(GraphDatabaseInternalSettings.netty_server_shutdown_quiet_period, 0);
         config.put(GraphDatabaseInternalSettings.netty_server_shutdown_timeout, Duration.ofSeconds(5));
 
-        DatabaseManagementService dbms = new DatabaseManagementServiceBuilder(home)
-                .setConfig(config)
-                .build();
+        DatabaseManagementService dbms;
+        try {
+            dbms = new DatabaseManagementServiceBuilder(home).setConfig(config).build();
+        } catch (Throwable t) {
+            // e.g. the port is taken; exit explicitly, half-started services leave live threads
+            t.printStackTrace();
+            System.out.flush();
+            System.err.flush();
+            Runtime.getRuntime().halt(3);
+            return;
+        }
 
         CountDownLatch stopped = new CountDownLatch(1);
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
@@ -113,12 +125,9 @@ public final class Neo4jTestServer {
             db.executeTransactionally("RETURN 1");
         } catch (Throwable t) {
             t.printStackTrace();
-            System.exit(2);
+            System.exit(2); // runs the shutdown hook, which shuts the service down
         }
 
-        if (exitOnStdinEof) {
-            watchStdin();
-        }
         out.println(READY_PREFIX + "bolt://" + HOST + ":" + port);
         out.flush();
         stopped.await();
