@@ -30,7 +30,7 @@ from .errors import SnapshotError
 from .home import kgmm_home
 from .lexicon import normalize_label, singular_forms
 from .model import Entity, GraphData, Relation
-from .stores.records import entity_from_record
+from .stores.records import CANONICAL_JSON, entity_from_record
 
 FORMAT_VERSION = 1
 _ARRAYS = (
@@ -112,8 +112,7 @@ class CompiledKG:
         arrays["types_blob"], arrays["types_offsets"] = _blob(
             _LIST_SEP.join(e.types) for e in entities)
         arrays["properties_blob"], arrays["properties_offsets"] = _blob(
-            json.dumps(_jsonable(e.properties), ensure_ascii=False, sort_keys=True,
-                       separators=(",", ":")) if e.properties else "" for e in entities)
+            CANONICAL_JSON.encode(e.properties) if e.properties else "" for e in entities)
         degree = np.diff(out_indptr) + np.diff(in_indptr)
         arrays["lex_keys"], arrays["lex_nodes"] = _lexicon(entities, degree)
         meta = {
@@ -190,7 +189,10 @@ class CompiledKG:
         for name in _ARRAYS:
             file = path / f"{name}.npy"
             try:
-                arrays[name] = np.load(file, mmap_mode="r" if mmap else None, allow_pickle=False)
+                # plain ndarray views of the memory map: np.memmap's subclass overhead on
+                # every fancy-indexing result would cost more than the lookups themselves
+                arrays[name] = np.asarray(np.load(file, mmap_mode="r" if mmap else None,
+                                                  allow_pickle=False))
             except (OSError, ValueError) as exc:
                 raise SnapshotError(f"{file}: missing or corrupt array ({exc})") from exc
         kg = cls(arrays, meta, path)
@@ -403,25 +405,25 @@ class CompiledKG:
                                    max_nodes=max_nodes)
 
 
-def _jsonable(properties: Any) -> dict[str, Any]:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in properties.items()}
-
-
 def _lexicon(entities: list[Entity], degree: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Sorted (normal form, entity) pairs; within a key: label first, then alias order, hubs."""
-    rows: list[tuple[str, int, int, int]] = []
+    keys: list[bytes] = []
+    is_alias: list[int] = []
+    nodes: list[int] = []
     for index, entity in enumerate(entities):
         seen: set[str] = set()
         for rank, name in enumerate((entity.label, *entity.aliases)):
             key = normalize_label(name)
             if key and key not in seen:
                 seen.add(key)
-                rows.append((key, min(rank, 1), -int(degree[index]), index))
-    rows.sort()
-    encoded = [r[0].encode("utf-8") for r in rows]
-    width = max((len(b) for b in encoded), default=1)
-    return (np.array(encoded, dtype=f"S{width}"),
-            np.array([r[3] for r in rows], dtype=np.int32))
+                keys.append(key.encode("utf-8"))
+                is_alias.append(min(rank, 1))
+                nodes.append(index)
+    width = max((len(k) for k in keys), default=1)
+    key_array = np.array(keys, dtype=f"S{width}")
+    node_array = np.array(nodes, dtype=np.int32)
+    order = np.lexsort((node_array, -degree[node_array], np.array(is_alias), key_array))
+    return key_array[order], node_array[order]
 
 
 def _content_hash(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> str:

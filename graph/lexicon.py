@@ -7,25 +7,28 @@ binary search; these functions define what "the same name" means.
 from __future__ import annotations
 
 import re
+import string
 import unicodedata
 
-_SEPARATORS = re.compile(r"[_\-/]+")
 _DROP = re.compile(r"[^\w' ]+")
-_SPACES = re.compile(r"\s+")
+#: ASCII punctuation (all but the apostrophe) and the separators ``_ - /`` become spaces.
+_ASCII_TABLE = str.maketrans({c: " " for c in string.punctuation.replace("'", "")})
 
 
 def normalize_label(text: str) -> str:
-    """Fold a name to its lookup key: NFKC, lowercase, ``_ - /`` as spaces, no punctuation.
+    """Fold a name to its lookup key: NFKC, casefold, punctuation and ``_ - /`` as spaces.
 
     >>> normalize_label("Egyptian_Cat")
     'egyptian cat'
     >>> normalize_label("  T-shirt! ")
     't shirt'
     """
-    text = unicodedata.normalize("NFKC", text).casefold()
-    text = _SEPARATORS.sub(" ", text)
-    text = _DROP.sub(" ", text)
-    return _SPACES.sub(" ", text).strip()
+    if not text.isascii():
+        text = unicodedata.normalize("NFKC", text)
+    text = text.casefold().translate(_ASCII_TABLE)
+    if not text.isascii():
+        text = _DROP.sub(" ", text.replace("_", " "))
+    return " ".join(text.split())
 
 
 _IRREGULAR_PLURALS = {

@@ -11,13 +11,14 @@ Reading (:func:`read_rdf`) maps the RDF graph onto the model:
   ``owl:Ontology`` headers, RDF list cells and blank nodes typed only with ``rdf:``/``rdfs:``/
   ``owl:`` classes (restrictions, anonymous classes, axioms). ``rdf:type`` objects become
   types, not entities (unless they are subjects themselves).
-* **Ids** — compacted with the file's prefixes (``ex:dog``), then the caller's ``prefixes``,
-  then rdflib's well-known ones (``owl:``, ``skos:``, ``schema:``, ``foaf:`` …); the longest
-  namespace wins, the empty prefix is not used; otherwise the full IRI. IRIs under
-  :data:`KGMM_ID` (written by :func:`write_rdf`) decode back to the id they encode. Blank
-  nodes get ``_:b1``, ``_:b2`` … numbered in the order of rdflib's canonical (isomorphism-
-  invariant) labelling, so the same graph in any syntax gets the same ids; they are stable for
-  a given content, not across edits of the file. Two nodes compacting to one id is an error.
+* **Ids** — compacted with the caller's ``prefixes``, then the file's (``ex:dog``), then
+  rdflib's well-known ones (``owl:``, ``skos:``, ``schema:``, ``foaf:`` …); a prefix name or
+  namespace bound earlier in that order wins, the longest matching namespace is used, the
+  empty prefix never is; otherwise the full IRI. IRIs under :data:`KGMM_ID` (written by
+  :func:`write_rdf`) decode back to the id they encode. Blank nodes get ``_:b1``, ``_:b2`` …
+  in the order of :func:`blank_node_order` (colour refinement over their statements), so the
+  same graph in any syntax gets the same ids whatever the labels in the file; they are stable
+  for a given content, not across edits. Two nodes compacting to one id is an error.
 * **Label** — from ``skos:prefLabel`` / ``rdfs:label``, preferring the ``languages`` in order
   (default English: ``en``, then ``en-*``), then untagged, then other tags; ``prefLabel`` wins
   a tie. Without one: the IRI's local name, percent-decoded, ``_`` → space.
@@ -52,17 +53,20 @@ Writing (:func:`write_rdf`) uses this vocabulary:
   plain literal, tuple → an RDF list of plain literals;
 * entity ids and types become IRIs: ``prefix:local`` when ``prefix`` is given in ``prefixes``
   (or is a well-known one) and compacts back to the same id; a full ``http(s)``/``urn`` IRI
-  as it is; anything else (``wn:dog.n.01``, ``_:b1``) is minted as ``KGMM_ID`` +
+  as it is; anything else (``wn:dog.n.01``, ``_:b1``, and entities that would land in the
+  ``rdf:``/``rdfs:``/``owl:``/``xsd:``/kgmm namespaces) is minted as ``KGMM_ID`` +
   percent-encoded id.
 
 So ``read_rdf(write_rdf(x))`` gives ``x`` back (sorted, aliases sorted, inverses made mutual)
-in every format. With ``prefixes``, Turtle and N3 declare every prefix given and JSON-LD puts
-them in its context; for N-Triples and RDF/XML pass the same ``prefixes`` to :func:`read_rdf`.
+in every format (RDF/XML refuses property names that are not XML names). With ``prefixes``,
+Turtle and N3 declare every prefix given and JSON-LD puts them in its context; for N-Triples
+and RDF/XML pass the same ``prefixes`` to :func:`read_rdf`.
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import re
 from collections import defaultdict
@@ -173,7 +177,7 @@ def read_rdf(
         path: the file; ``.gz`` compression is undone transparently.
         format: ``turtle``, ``nt``, ``json-ld``, ``n3`` or ``xml``; guessed from the suffix
             (``.ttl .nt .jsonld .json .n3 .rdf .xml .owl``) when ``None``.
-        prefixes: extra ``{prefix: namespace}`` for compact ids; the file's own win.
+        prefixes: ``{prefix: namespace}`` for compact ids, before the file's own.
         languages: preferred language tags for labels and descriptions (default English
             first, all kept); when given, texts tagged with other languages are ignored.
 
@@ -279,7 +283,8 @@ def _parse_ntriples(handle: Any, graph: Graph, path: Path) -> None:
         cause = str(exc.__context__ or exc)
         detail = "" if cause.startswith(("Failed to eat", "Invalid line")) else f"{cause}; "
         near = (parser.line or "").strip()[:80]
-        raise InputError(f"invalid N-Triples: {detail}cannot parse {near!r}", source=path,
+        where = f"cannot parse {near!r}" if near else "statement ends early (no final ' .'?)"
+        raise InputError(f"invalid N-Triples: {detail}{where}", source=path,
                          line=parser.line_number) from exc
     except UnicodeDecodeError as exc:
         raise InputError("invalid N-Triples: not valid UTF-8", source=path,
@@ -303,7 +308,7 @@ def _error_line(exc: Exception) -> tuple[int | None, str | None]:
     if isinstance(document, bytes) and isinstance(index, int) and 0 <= index <= len(document):
         text = document.decode("utf-8", "replace")
         line = text.count("\n", 0, index) + 1
-        return line, text.splitlines()[line - 1] if line <= len(text.splitlines()) else None
+        return line, text.split("\n")[line - 1]
     if isinstance(getattr(exc, "lines", None), int):
         return exc.lines + 1, None  # type: ignore[attr-defined]
     if hasattr(exc, "getLineNumber"):  # xml.sax.SAXParseException
@@ -326,12 +331,8 @@ def _default_namespaces() -> list[tuple[str, str]]:
 
 
 def _statements(graph: Graph) -> list[tuple[Node, Node, Object]]:
-    """The graph's triples with IRIs as ``str`` and blank nodes as ``_:<canonical label>``."""
-    from rdflib import BNode, Literal, URIRef
-    from rdflib.compare import to_canonical_graph
-
-    if any(isinstance(term, BNode) for triple in graph for term in triple):
-        graph = to_canonical_graph(graph)
+    """The graph's triples, in parse order, with IRIs as ``str`` and blank nodes as ``_:<id>``."""
+    from rdflib import Literal, URIRef
 
     def node(term: Any) -> Any:
         if isinstance(term, Literal):
@@ -344,6 +345,56 @@ def _statements(graph: Graph) -> list[tuple[Node, Node, Object]]:
 
 
 # --- ids ------------------------------------------------------------------------------------
+
+
+def blank_node_order(statements: list[tuple[Node, Node, Object]]) -> list[Node]:
+    """Blank nodes in an order that does not depend on their labels or on the syntax.
+
+    Colour refinement (Weisfeiler-Lehman): a node's colour hashes its own statements, with
+    other blank nodes seen through their colours, until the partition stops growing. Nodes
+    sort by colour; nodes no round can tell apart keep their order of first appearance.
+    """
+    first_seen: dict[Node, int] = {}
+    edges: dict[Node, list[tuple[str, Node, Object]]] = defaultdict(list)
+    for index, (s, p, o) in enumerate(statements):
+        for term in (s, o):
+            if _is_blank(term):
+                first_seen.setdefault(term, index)
+        if _is_blank(s):
+            edges[s].append(("out", p, o))
+        if _is_blank(o):
+            edges[o].append(("in", p, s))
+    colours = dict.fromkeys(first_seen, "")
+    for _ in range(16):
+        refined = {node: _colour(node, edges[node], colours) for node in colours}
+        settled = len(set(refined.values())) == len(set(colours.values()))
+        colours = refined
+        if settled:
+            break
+    return sorted(first_seen, key=lambda node: (colours[node], first_seen[node]))
+
+
+def _is_blank(term: Object) -> bool:
+    """Blank nodes are plain strings ``_:…`` (IRIs are plain strings, literals are not)."""
+    return type(term) is str and term.startswith("_:")
+
+
+def _colour(node: Node, edges: list[tuple[str, Node, Object]], colours: dict[Node, str]) -> str:
+    """Hash of a blank node's colour and its statements, other blank nodes by colour."""
+    def term(value: Object) -> str:
+        if _is_blank(value):
+            return "_:" + colours[value]
+        if type(value) is not str:  # a literal: as the mapping will see it
+            return f"{_python_value(value)!r}@{value.language or ''}"
+        return str(value)
+
+    parts = sorted(f"{direction} {predicate} {term(other)}"
+                   for direction, predicate, other in edges)
+    digest = hashlib.blake2b(digest_size=12)
+    digest.update(colours[node].encode())
+    for part in parts:
+        digest.update(b"\n" + part.encode())
+    return digest.hexdigest()
 
 
 class _Compactor:
@@ -480,6 +531,7 @@ class _Mapper:
         for s, p, o in statements:
             self.spo[s][p].append(o)
         self.predicates = {p for s, p, _ in statements}
+        self.blank_order = blank_node_order(statements)
         self.properties = self._property_nodes(statements)
         self._entity_cache: dict[Node, bool] = {}
 
@@ -537,7 +589,8 @@ class _Mapper:
 
     def entity_ids(self, nodes: list[Node]) -> dict[Node, str]:
         """Compact ids for IRIs, ``_:bN`` for blank nodes; two nodes on one id is an error."""
-        blanks = sorted(n for n in nodes if n.startswith("_:"))
+        wanted = set(nodes)
+        blanks = [node for node in self.blank_order if node in wanted]
         ids = {node: f"_:b{number}" for number, node in enumerate(blanks, start=1)}
         owners: dict[str, Node] = {}
         for node in nodes:
@@ -751,11 +804,18 @@ def _check_xml_names(data: GraphData, path: Path) -> None:
                                  source=path, record=index, field="properties")
 
 
+_WRITE_PREFIXES = {"kgmm": KGMM_NS, "rdf": RDF, "rdfs": RDFS, "owl": OWL, "xsd": XSD,
+                   "skos": SKOS, "dcterms": DCTERMS}
+
+
 def _write_bindings(user: Mapping[str, str]) -> list[tuple[str, str]]:
-    """Prefixes the written file declares: kgmm's, the standard ones, then the caller's."""
-    standard = [("kgmm", KGMM_NS), ("rdf", RDF), ("rdfs", RDFS), ("owl", OWL), ("xsd", XSD),
-                ("skos", SKOS), ("dcterms", DCTERMS)]
-    return [*standard, *((p, ns) for p, ns in user.items() if p not in dict(standard))]
+    """Prefixes the written file declares: kgmm's and the standard ones, then the caller's."""
+    for prefix, namespace in user.items():
+        if _WRITE_PREFIXES.get(prefix, namespace) != namespace:
+            raise InputError(f"prefix {prefix!r} is reserved for <{_WRITE_PREFIXES[prefix]}>",
+                             field="prefixes")
+    return [*_WRITE_PREFIXES.items(), *((p, ns) for p, ns in user.items()
+                                        if p not in _WRITE_PREFIXES)]
 
 
 class _Writer:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import gc
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,8 +62,6 @@ LEXNAMES: tuple[str, ...] = (
     "adj.ppl",
 )
 
-#: One shared ``types`` tuple per lexicographer file.
-_TYPES: dict[str, tuple[str, ...]] = {name: (name,) for name in LEXNAMES}
 
 #: Pointer symbol → (relation id, label, inverse relation id or None).
 _POINTERS: dict[str, tuple[str, str, str | None]] = {
@@ -103,10 +101,14 @@ RELATIONS: tuple[Relation, ...] = tuple(
     Relation(rel, label, inverse) for rel, label, inverse in _POINTERS.values()
 )
 
+#: ``lex_filenum`` as written (``"05"``) → lexicographer file name.
+_LEXNAME_OF: dict[str, str] = {f"{number:02d}": name for number, name in enumerate(LEXNAMES)}
+#: One shared ``types`` tuple per lexicographer file.
+_TYPES: dict[str, tuple[str, ...]] = {name: (name,) for name in LEXNAMES}
 #: Sense-key ``ss_type`` digit → pos letter of the data file holding the synset.
 _SENSE_KEY_FILE_POS = {"1": "n", "2": "v", "3": "a", "4": "r", "5": "a"}
-#: ``ss_type`` (n v a s r) → pos letter of the data file holding the synset.
-_FILE_POS_OF = {"n": "n", "v": "v", "a": "a", "s": "a", "r": "r"}
+#: Sense numbers as written in ids: ``_SENSE_NUMBERS[1] == "01"``.
+_SENSE_NUMBERS: tuple[str, ...] = tuple(f"{number:02d}" for number in range(1000))
 _ADJ_MARKERS = ("(a)", "(p)", "(ip)")
 _ALLOWED_SS_TYPES = {"n": ("n",), "v": ("v",), "a": ("a", "s"), "r": ("r",)}
 _VERSION_PATTERN = re.compile(r"WordNet\s+(\d+\.\d+)\s+Copyright")
@@ -116,7 +118,7 @@ LexicalMode = Literal["skip", "synset"]
 
 @dataclass(slots=True)
 class _Synset:
-    """One parsed line of a data file, before ids are assigned."""
+    """One parsed line of a data file (pointers still as raw tokens)."""
 
     path: Path
     line: int
@@ -131,11 +133,11 @@ class _Synset:
 
 @dataclass(slots=True)
 class _Database:
-    """All synsets of a database, their ids, and the key ``wnid`` → entity id."""
+    """All synsets, their ids, and ``by_pos[ss_type][offset]`` → id (``a``, ``s`` shared)."""
 
     synsets: list[_Synset]
     ids: list[str]
-    by_wnid: dict[str, str]
+    by_pos: dict[str, dict[str, str]]
 
 
 # --------------------------------------------------------------------------------------------
@@ -198,7 +200,10 @@ def _clean_word(word: str) -> str:
 
 
 def _parse_synset(path: Path, number: int, line: str, file_pos: str) -> _Synset:
-    """Parse one data-file line; raise :class:`InputError` naming the field that is wrong."""
+    """Parse one data-file line; raise :class:`InputError` naming the field that is wrong.
+
+    Pointer quadruples are only counted here; :func:`_resolve` checks each one.
+    """
     field = "synset_offset"
     try:
         head, _, gloss = line.partition("|")
@@ -207,7 +212,7 @@ def _parse_synset(path: Path, number: int, line: str, file_pos: str) -> _Synset:
         if len(offset) != 8 or not offset.isdigit():
             raise ValueError(f"expected 8 digits, got {offset!r}")
         field = "lex_filenum"
-        lexname = LEXNAMES[int(fields[1])]
+        lexname = _LEXNAME_OF[fields[1]]
         field = "ss_type"
         pos = fields[2]
         if pos not in _ALLOWED_SS_TYPES[file_pos]:
@@ -226,46 +231,20 @@ def _parse_synset(path: Path, number: int, line: str, file_pos: str) -> _Synset:
         end = start + 4 * p_cnt
         if p_cnt < 0 or len(fields) < end:
             raise ValueError(f"{p_cnt} pointers do not fit the line")
-        pointers = fields[start:end]
-        field = "pointer"
-        _check_pointers(pointers)
         field = "frames"
-        _check_frames(fields[end:], file_pos)
-    except (ValueError, IndexError) as error:
+        if len(fields) > end:
+            _check_frames(fields[end:], file_pos)
+    except (ValueError, IndexError, KeyError) as error:
         raise InputError(f"cannot parse synset line: {error}", source=path, line=number,
                          field=field) from None
-    return _Synset(path, number, offset, pos, file_pos, lexname, words, pointers, gloss.strip())
-
-
-def _check_pointers(pointers: list[str]) -> None:
-    """Check the ``symbol offset pos source/target`` quadruples of a synset line."""
-    if not pointers:
-        return
-    targets = pointers[1::4]
-    if (_POINTERS.keys() >= set(pointers[0::4]) and _FILE_POS_OF.keys() >= set(pointers[2::4])
-            and {8} == set(map(len, targets)) and "".join(targets).isdigit()
-            and {4} == set(map(len, pointers[3::4]))):
-        return
-    for index in range(0, len(pointers), 4):
-        symbol, target, pos, source_target = pointers[index : index + 4]
-        if symbol not in _POINTERS:
-            raise ValueError(f"unknown pointer symbol {symbol!r}")
-        if len(target) != 8 or not target.isdigit():
-            raise ValueError(f"pointer target offset {target!r} is not 8 digits")
-        if pos not in _FILE_POS_OF:
-            raise ValueError(f"pointer target pos {pos!r} is not one of n v a s r")
-        if len(source_target) != 4:
-            raise ValueError(f"pointer source/target {source_target!r} is not 4 hex digits")
+    return _Synset(path, number, offset, pos, file_pos, lexname, words, fields[start:end],
+                   gloss.strip())
 
 
 def _check_frames(rest: list[str], file_pos: str) -> None:
     """Check what follows the pointers: verb frames in data.verb, nothing elsewhere."""
     if file_pos != "v":
-        if rest:
-            raise ValueError(f"unexpected tokens before the gloss: {' '.join(rest[:3])!r}")
-        return
-    if not rest:
-        return
+        raise ValueError(f"unexpected tokens before the gloss: {' '.join(rest[:3])!r}")
     count = int(rest[0])
     if len(rest) != 1 + 3 * count:
         raise ValueError(f"{count} verb frames do not fit the line")
@@ -304,16 +283,25 @@ def _parse_index_file(path: Path) -> dict[str, list[str]]:
     return lemmas
 
 
-def _synset_id(synset: _Synset, index: dict[str, list[str]]) -> str:
-    """Return the NLTK-style id ``wn:lemma.pos.NN`` of a synset."""
-    lemma = synset.words[0].lower()
-    try:
-        sense = index[lemma].index(synset.offset) + 1
-    except (KeyError, ValueError):
-        raise InputError(
-            f"lemma {lemma!r} of synset {synset.offset} is not listed with that offset in "
-            f"index file", source=synset.path, line=synset.line, field="word") from None
-    return f"wn:{lemma}.{synset.pos}.{sense:02d}"
+def _assign_ids(synsets: list[_Synset], index: dict[str, list[str]],
+                by_offset: dict[str, str]) -> list[str]:
+    """NLTK-style ids ``wn:lemma.pos.NN``: NN is the synset's place in its first lemma's list."""
+    ids: list[str] = []
+    numbers = _SENSE_NUMBERS
+    for synset in synsets:
+        lemma = synset.words[0].lower()
+        try:
+            number = numbers[index[lemma].index(synset.offset) + 1]
+        except (KeyError, ValueError, IndexError):
+            raise InputError(f"lemma {lemma!r} of synset {synset.offset} is not listed with "
+                             f"that offset in the index file", source=synset.path,
+                             line=synset.line, field="word") from None
+        entity_id = f"wn:{lemma}.{synset.pos}.{number}"
+        if by_offset.setdefault(synset.offset, entity_id) != entity_id:
+            raise InputError(f"synset offset {synset.offset} appears twice", source=synset.path,
+                             line=synset.line, field="synset_offset")
+        ids.append(entity_id)
+    return ids
 
 
 def _load(directory: Path) -> _Database:
@@ -322,19 +310,15 @@ def _load(directory: Path) -> _Database:
     index_paths = _require(directory, INDEX_FILES)
     synsets: list[_Synset] = []
     ids: list[str] = []
-    by_wnid: dict[str, str] = {}
+    by_pos: dict[str, dict[str, str]] = {}
     for (_, file_pos), data_path, index_path in zip(_FILES, data_paths, index_paths, strict=True):
         parsed = _parse_data_file(data_path, file_pos)
-        index = _parse_index_file(index_path)
-        for synset in parsed:
-            entity_id = _synset_id(synset, index)
-            wnid = file_pos + synset.offset
-            if by_wnid.setdefault(wnid, entity_id) != entity_id:
-                raise InputError(f"synset offset {synset.offset} appears twice",
-                                 source=data_path, line=synset.line, field="synset_offset")
-            ids.append(entity_id)
-        synsets.extend(parsed)
-    return _Database(synsets, ids, by_wnid)
+        by_offset: dict[str, str] = {}
+        ids += _assign_ids(parsed, _parse_index_file(index_path), by_offset)
+        synsets += parsed
+        by_pos[file_pos] = by_offset
+    by_pos["s"] = by_pos["a"]
+    return _Database(synsets, ids, by_pos)
 
 
 # --------------------------------------------------------------------------------------------
@@ -359,28 +343,48 @@ def _entity(synset: _Synset, entity_id: str, version: str) -> Entity:
                   properties)
 
 
-def _triples(db: _Database, lexical: LexicalMode) -> list[Triple]:
-    """Resolve every pointer to a triple; semantic ones first, then lifted lexical ones."""
+def _pointer_error(synset: _Synset, by_pos: dict[str, dict[str, str]]) -> InputError:
+    """Say what is wrong with the first bad ``symbol offset pos source/target`` pointer."""
+    p = synset.pointers
+    reason = "bad pointer"
+    for symbol, offset, pos, source_target in zip(p[0::4], p[1::4], p[2::4], p[3::4],
+                                                  strict=True):
+        if symbol not in POINTER_RELATIONS:
+            reason = f"unknown pointer symbol {symbol!r}"
+        elif pos not in by_pos:
+            reason = f"pointer target pos {pos!r} is not one of n v a s r"
+        elif len(source_target) != 4:
+            reason = f"pointer source/target {source_target!r} is not 4 hex digits"
+        elif offset not in by_pos[pos]:
+            reason = f"pointer {symbol!r} targets unknown synset {offset} {pos}"
+        else:
+            continue
+        break
+    return InputError(reason, source=synset.path, line=synset.line, field="pointer")
+
+
+def _resolve(db: _Database, lexical: LexicalMode) -> list[Triple]:
+    """Check every pointer and make triples: semantic ones first, then lifted lexical ones."""
     semantic: list[Triple] = []
+    append = semantic.append
     lifted: dict[Triple, None] = {}
-    by_wnid, file_pos_of, relations = db.by_wnid, _FILE_POS_OF, POINTER_RELATIONS
-    skip_lexical = lexical == "skip"
+    by_pos, relations = db.by_pos, POINTER_RELATIONS
+    lift = lexical == "synset"
     for synset, subject in zip(db.synsets, db.ids, strict=True):
         p = synset.pointers
-        quads = zip(p[0::4], p[1::4], p[2::4], p[3::4], strict=True)
-        for symbol, offset, pos, source_target in quads:
-            is_semantic = source_target == "0000"
-            if not is_semantic and skip_lexical:
-                continue
-            target = by_wnid.get(file_pos_of[pos] + offset)
-            if target is None:
-                raise InputError(f"pointer {symbol!r} targets unknown synset {offset} {pos}",
-                                 source=synset.path, line=synset.line, field="pointer")
-            triple = Triple(subject, relations[symbol], target)
-            if is_semantic:
-                semantic.append(triple)
-            elif target != subject:
-                lifted[triple] = None
+        try:
+            for symbol, offset, pos, source_target in zip(p[0::4], p[1::4], p[2::4], p[3::4],
+                                                          strict=True):
+                relation = relations[symbol]
+                target = by_pos[pos][offset]
+                if source_target == "0000":
+                    append(Triple(subject, relation, target))
+                elif len(source_target) != 4:
+                    raise KeyError(source_target)
+                elif lift and target != subject:
+                    lifted[Triple(subject, relation, target)] = None
+        except KeyError:
+            raise _pointer_error(synset, by_pos) from None
     if lifted:
         known = set(semantic)
         semantic.extend(triple for triple in lifted if triple not in known)
@@ -413,7 +417,7 @@ def read_wordnet(
     with _gc_paused():
         db = _load(path)
         entities = [_entity(s, i, version) for s, i in zip(db.synsets, db.ids, strict=True)]
-        triples = _triples(db, lexical)
+        triples = _resolve(db, lexical)
         del db  # free the parse while the collector is paused, so it never scans it
     return GraphData(entities, list(RELATIONS), triples, source=str(path))
 
@@ -425,7 +429,10 @@ def read_wordnet(
 def wnid_map(directory: str | os.PathLike[str]) -> dict[str, str]:
     """Map ImageNet-style ids (``n02084071``; satellites under ``a``) to entity ids."""
     with _gc_paused():
-        return _load(Path(directory)).by_wnid
+        db = _load(Path(directory))
+        _resolve(db, "skip")  # check the pointers too: the whole database parses, or nothing
+        return {pos + offset: entity_id for pos in "nvar"
+                for offset, entity_id in db.by_pos[pos].items()}
 
 
 def sense_key_index(directory: str | os.PathLike[str]) -> dict[str, str]:
@@ -437,11 +444,12 @@ def sense_key_index(directory: str | os.PathLike[str]) -> dict[str, str]:
     path = Path(directory)
     sense_path = _require(path, ("index.sense",))[0]
     with _gc_paused():
-        by_wnid = _load(path).by_wnid
-        return _parse_sense_index(sense_path, by_wnid.get)
+        db = _load(path)
+        _resolve(db, "skip")
+        return _parse_sense_index(sense_path, db.by_pos)
 
 
-def _parse_sense_index(path: Path, lookup: Callable[[str], str | None]) -> dict[str, str]:
+def _parse_sense_index(path: Path, by_pos: dict[str, dict[str, str]]) -> dict[str, str]:
     """Parse ``index.sense`` lines ``sense_key offset sense_number tag_cnt``."""
     keys: dict[str, str] = {}
     for number, line in enumerate(_read_lines(path), start=1):
@@ -453,7 +461,7 @@ def _parse_sense_index(path: Path, lookup: Callable[[str], str | None]) -> dict[
             key = parts[0]
             file_pos = _SENSE_KEY_FILE_POS[key[key.index("%") + 1]]
             field = "synset_offset"
-            entity_id = lookup(file_pos + parts[1])
+            entity_id = by_pos[file_pos].get(parts[1])
             if entity_id is None:
                 raise ValueError(f"no synset {parts[1]} in data file of pos {file_pos!r}")
         except (ValueError, IndexError, KeyError) as error:

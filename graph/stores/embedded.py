@@ -185,8 +185,6 @@ class EmbeddedStore:
 
     def export(self) -> GraphData:
         """Everything the store holds, read back as a :class:`GraphData`."""
-        import pyoxigraph as ox
-
         store = self._oxigraph()
         generation = self._read_current()
         if store is None:
@@ -195,22 +193,20 @@ class EmbeddedStore:
             return self._export_cache[1]
         entities: list[Entity] = []
         iri_to_id: dict[str, str] = {}
-        for quad in store.quads_for_pattern(None, ox.NamedNode(T.KGMM_ENTITY_RECORD), None):
-            entity = entity_from_record(json.loads(quad.object.value))
+        for row in store.query(f"SELECT ?s ?r WHERE {{ ?s <{T.KGMM_ENTITY_RECORD}> ?r }}"):
+            entity = entity_from_record(json.loads(row[1].value))
             entities.append(entity)
-            iri_to_id[quad.subject.value] = entity.id
+            iri_to_id[row[0].value] = entity.id
         relations = [
-            relation_from_record(json.loads(quad.object.value))
-            for quad in store.quads_for_pattern(None, ox.NamedNode(T.KGMM_RELATION_RECORD), None)
+            relation_from_record(json.loads(row[0].value))
+            for row in store.query(f"SELECT ?r WHERE {{ ?s <{T.KGMM_RELATION_RECORD}> ?r }}")
         ]
         triples: list[Triple] = []
         for relation in relations:
-            predicate = ox.NamedNode(T.relation_iri(relation.id))
             rel_id = relation.id
-            triples.extend(
-                Triple(iri_to_id[q.subject.value], rel_id, iri_to_id[q.object.value])
-                for q in store.quads_for_pattern(None, predicate, None)
-            )
+            query = f"SELECT ?s ?o WHERE {{ ?s <{T.relation_iri(rel_id)}> ?o }}"
+            triples.extend(Triple(iri_to_id[row[0].value], rel_id, iri_to_id[row[1].value])
+                           for row in store.query(query))
         data = GraphData(entities, relations, triples, source=str(self.root))
         self._export_cache = (generation or "", data)
         return data
@@ -288,14 +284,11 @@ def _relation_json(relation: Relation) -> str:
 
 
 def _to_ntriples(data: GraphData) -> bytes:
-    """Serialise a validated bundle as N-Triples in kgmm's vocabulary."""
+    """Serialise a validated bundle as N-Triples in kgmm's vocabulary (see :mod:`.rdf_terms`)."""
     lit = T.nt_literal
     rdf_type = T.nt_iri(T.RDF_TYPE)
     label = T.nt_iri(T.RDFS_LABEL)
     alt = T.nt_iri(T.SKOS_ALT_LABEL)
-    desc = T.nt_iri(T.DCTERMS_DESCRIPTION)
-    kid = T.nt_iri(T.KGMM_ID)
-    ktype = T.nt_iri(T.KGMM_TYPE)
     kinv = T.nt_iri(T.KGMM_INVERSE)
     erec = T.nt_iri(T.KGMM_ENTITY_RECORD)
     rrec = T.nt_iri(T.KGMM_RELATION_RECORD)
@@ -303,27 +296,19 @@ def _to_ntriples(data: GraphData) -> bytes:
     relation_class = T.nt_iri(T.KGMM_RELATION)
     lines: list[str] = []
     add = lines.append
+    entity_terms: dict[str, str] = {}
     for entity in data.entities:
-        s = T.nt_iri(T.entity_iri(entity.id))
-        add(f"{s} {rdf_type} {entity_class} .")
-        add(f"{s} {kid} {lit(entity.id)} .")
-        add(f"{s} {label} {lit(entity.label)} .")
+        s = entity_terms[entity.id] = T.nt_iri(T.entity_iri(entity.id))
+        add(f"{s} {rdf_type} {entity_class} .\n{s} {label} {lit(entity.label)} .")
         for alias in entity.aliases:
             add(f"{s} {alt} {lit(alias)} .")
-        if entity.description:
-            add(f"{s} {desc} {lit(entity.description)} .")
-        for type_ in entity.types:
-            add(f"{s} {ktype} {lit(type_)} .")
         add(f"{s} {erec} {lit(entity_to_json(entity))} .")
     for relation in data.relations:
         s = T.nt_iri(T.relation_iri(relation.id))
-        add(f"{s} {rdf_type} {relation_class} .")
-        add(f"{s} {kid} {lit(relation.id)} .")
-        add(f"{s} {label} {lit(relation.label)} .")
+        add(f"{s} {rdf_type} {relation_class} .\n{s} {label} {lit(relation.label)} .")
         if relation.inverse:
-            add(f"{s} {kinv} {lit(relation.inverse)} .")
+            add(f"{s} {kinv} {T.nt_iri(T.relation_iri(relation.inverse))} .")
         add(f"{s} {rrec} {lit(_relation_json(relation))} .")
-    entity_terms = {e.id: T.nt_iri(T.entity_iri(e.id)) for e in data.entities}
     relation_terms = {r.id: T.nt_iri(T.relation_iri(r.id)) for r in data.relations}
     for triple in data.triples:
         add(f"{entity_terms[triple.subject]} {relation_terms[triple.relation]} "

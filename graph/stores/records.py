@@ -49,10 +49,13 @@ def entity_from_record(record: Mapping[str, Any]) -> Entity:
     )
 
 
+#: Canonical JSON: sorted keys, no whitespace, UTF-8 kept (one encoder, built once).
+CANONICAL_JSON = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
 def entity_to_json(entity: Entity) -> str:
-    """Canonical JSON of an entity record (sorted keys, no whitespace)."""
-    return json.dumps(entity_to_record(entity), ensure_ascii=False, sort_keys=True,
-                      separators=(",", ":"))
+    """Canonical JSON of an entity record."""
+    return CANONICAL_JSON.encode(entity_to_record(entity))
 
 
 def relation_to_record(relation: Relation) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import torch
 from torch import Tensor, nn
@@ -73,7 +73,7 @@ class FreezableEncoder(nn.Module):
     def frozen(self) -> bool:
         return self._frozen
 
-    def freeze(self) -> FreezableEncoder:
+    def freeze(self) -> Self:
         """Stop gradients into this encoder and switch it to eval mode."""
         self._frozen = True
         for p in self.parameters():
@@ -81,17 +81,17 @@ class FreezableEncoder(nn.Module):
         super().train(False)
         return self
 
-    def unfreeze(self) -> FreezableEncoder:
+    def unfreeze(self) -> Self:
         """Make every parameter trainable again (mode is left to the caller's ``.train()``)."""
         self._frozen = False
         for p in self.parameters():
             p.requires_grad_(True)
         return self
 
-    def set_frozen(self, frozen: bool) -> FreezableEncoder:
+    def set_frozen(self, frozen: bool) -> Self:
         return self.freeze() if frozen else self.unfreeze()
 
-    def train(self, mode: bool = True) -> FreezableEncoder:
+    def train(self, mode: bool = True) -> Self:
         return super().train(mode and not self._frozen)
 
     @property

@@ -27,7 +27,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import torch
 import torch.nn.functional as F
@@ -152,6 +152,7 @@ class TextEncoder(FreezableEncoder):
         """Load ``"minilm"`` (packaged), a kgmm checkpoint directory, an HF directory or name.
 
         ``overrides`` are :class:`TextEncoderConfig` fields (``frozen``, ``max_length``, …).
+        The result is in eval mode; call ``.train()`` to fine-tune an unfrozen encoder.
         """
         source, local = _resolve_source(str(name_or_path))
         saved = read_config(source) if local else None
@@ -168,7 +169,7 @@ class TextEncoder(FreezableEncoder):
         with hub_offline() if local_only else contextlib.nullcontext():
             model, tokenizer = _load_hf_text(source, local_only=local_only)
         max_length = config.max_length or _max_length_of(source, tokenizer, model.config)
-        return cls(model, tokenizer, config, max_length=max_length)
+        return cls(model, tokenizer, config, max_length=max_length).eval()
 
     def save_pretrained(self, save_directory: str | os.PathLike[str]) -> Path:
         """Write the model (safetensors + HF ``config.json``), tokenizer files and
@@ -193,11 +194,7 @@ class TextEncoder(FreezableEncoder):
         cfg = self.model.config
         return int(getattr(cfg, "hidden_size", None) or cfg.text_config.hidden_size)
 
-    def freeze(self) -> TextEncoder:
-        super().freeze()
-        return self
-
-    def unfreeze(self) -> TextEncoder:
+    def unfreeze(self) -> Self:
         super().unfreeze()
         self.clear_cache()
         return self
@@ -275,7 +272,7 @@ class TextEncoder(FreezableEncoder):
         """Drop cached sentence vectors (call after changing weights of a frozen encoder)."""
         self._cache.clear()
 
-    def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> TextEncoder:
+    def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> Self:
         # .to(device)/.half() etc. invalidate cached vectors
         self._cache = OrderedDict()
         return super()._apply(fn, *args, **kwargs)

@@ -8,6 +8,7 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
+
 from kgmm.graph import Entity, InputError, Relation, Triple
 from kgmm.graph.sources import read_conceptnet, read_source
 from kgmm.graph.sources.conceptnet import relation_id

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from kgmm.graph import Entity, GraphData, InputError, Relation, SourceNotFoundError, Triple
 from kgmm.graph.sources import read_rdf, read_source, write_rdf
 from kgmm.graph.sources.rdf import KGMM_ID, KGMM_NS
@@ -133,6 +134,20 @@ def test_blank_node_ids_do_not_depend_on_the_labels_in_the_file(tmp_path: Path) 
     second.write_text(template.format("q", "p"))
     assert canonical(read_rdf(first)) == canonical(read_rdf(second))
     assert [e.id for e in read_rdf(first).entities] == ["_:b1", "_:b2", "ex:a"]
+
+
+def test_blank_nodes_told_apart_by_their_neighbours(tmp_path: Path) -> None:
+    forward = ('@prefix ex: <http://example.org/> .\n'
+               'ex:a ex:r [ ex:s [ ex:name "p" ] ] .\nex:a ex:r [ ex:s [ ex:name "q" ] ] .\n')
+    backward = ('@prefix ex: <http://example.org/> .\n'
+                'ex:a ex:r _:z1 . _:z1 ex:s _:z2 . _:z2 ex:name "q" .\n'
+                'ex:a ex:r _:y1 . _:y1 ex:s _:y2 . _:y2 ex:name "p" .\n')
+    (tmp_path / "f.ttl").write_text(forward)
+    (tmp_path / "b.ttl").write_text(backward)
+    first, second = read_rdf(tmp_path / "f.ttl"), read_rdf(tmp_path / "b.ttl")
+    assert canonical(first) == canonical(second)
+    assert len(first.entities) == 5
+    assert sum(1 for t in first.triples if t.relation == "s") == 2
 
 
 def test_languages_option_prefers_and_filters(tmp_path: Path) -> None:
@@ -307,6 +322,11 @@ def test_written_vocabulary(tmp_path: Path) -> None:
     canine = rdflib.URIRef(KGMM_ID + "wn:canine.n.02")
     assert (canine, RDF.type, OWL.Class) in graph  # known prefixes expand
     assert (rdflib.URIRef("https://example.org/cat"), RDFS.label, rdflib.Literal("cat")) in graph
+
+
+def test_standard_prefixes_cannot_be_rebound(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="prefix 'owl' is reserved"):
+        write_rdf(sample(), tmp_path / "x.ttl", prefixes={"owl": "http://example.org/owl#"})
 
 
 def test_aliases_come_back_sorted(tmp_path: Path) -> None:

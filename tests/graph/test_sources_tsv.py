@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from kgmm.graph import Entity, InputError, Relation, SourceNotFoundError, Triple
 from kgmm.graph.sources import read_source, read_tsv
 from kgmm.graph.sources.tsv import label_from_id, words_from_name

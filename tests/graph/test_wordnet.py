@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from kgmm.graph import Entity, GraphData, InputError, SourceNotFoundError
 from kgmm.graph.model import RELATION_ID_PATTERN
 from kgmm.graph.sources import fetch
@@ -475,14 +476,20 @@ def test_real_31_entities(real_graph: tuple[GraphData, float]) -> None:
     assert by_id["wn:good.a.01"].types == ("adj.all",)
     assert by_id["wn:run.v.01"].description.startswith("move fast by using one's feet")
     assert by_id["wn:egyptian_cat.n.01"].properties["wnid"] == "n02126727"
+    wnids = {e.properties["wnid"] for e in data.entities}
+    assert len(wnids) == 117_791 and "n02084071" not in wnids  # 3.0's dog offset is gone
+
+
+@pytest.fixture(scope="session")
+def sense_keys_31(real_wordnet_31: Path) -> dict[str, str]:
+    return sense_key_index(real_wordnet_31)
 
 
 @pytest.mark.slow
-def test_real_31_joins(real_wordnet_31: Path) -> None:
-    keys = sense_key_index(real_wordnet_31)
-    assert keys["dog%1:05:00::"] == "wn:dog.n.01"
-    assert keys["egyptian_cat%1:05:00::"] == "wn:egyptian_cat.n.01"
-    assert wnid_map(real_wordnet_31)["n02086723"] == "wn:dog.n.01"
+def test_real_31_sense_keys(sense_keys_31: dict[str, str]) -> None:
+    assert len(sense_keys_31) == 207_235
+    assert sense_keys_31["dog%1:05:00::"] == "wn:dog.n.01"
+    assert sense_keys_31["egyptian_cat%1:05:00::"] == "wn:egyptian_cat.n.01"
 
 
 @pytest.mark.slow
@@ -505,19 +512,23 @@ def wordnet_30() -> Path:
     pytest.skip("no WordNet 3.0 here (Debian wordnet-base or $KGMM_WORDNET_30)")
 
 
-@pytest.mark.slow
-def test_real_30_imagenet_wnids(wordnet_30: Path) -> None:
-    wnids = wnid_map(wordnet_30)
-    assert wnids["n02084071"] == "wn:dog.n.01"
-    assert wnids["n02124075"] == "wn:egyptian_cat.n.01"
+@pytest.fixture(scope="session")
+def wnids_30(wordnet_30: Path) -> dict[str, str]:
+    return wnid_map(wordnet_30)
 
 
 @pytest.mark.slow
-def test_real_30_to_31_through_sense_keys(wordnet_30: Path, real_wordnet_31: Path) -> None:
+def test_real_30_imagenet_wnids(wnids_30: dict[str, str]) -> None:
+    assert len(wnids_30) == 117_659
+    assert wnids_30["n02084071"] == "wn:dog.n.01"
+    assert wnids_30["n02124075"] == "wn:egyptian_cat.n.01"
+
+
+@pytest.mark.slow
+def test_real_30_to_31_through_sense_keys(wordnet_30: Path, wnids_30: dict[str, str],
+                                          sense_keys_31: dict[str, str]) -> None:
     if not (wordnet_30 / "index.sense").is_file():
         pytest.skip("WordNet 3.0 here has no index.sense (Debian wordnet-sense-index)")
     old = {entity: key for key, entity in sense_key_index(wordnet_30).items()}
-    new = sense_key_index(real_wordnet_31)
-    old_wnids = wnid_map(wordnet_30)
-    assert new[old[old_wnids["n02124075"]]] == "wn:egyptian_cat.n.01"
-    assert new[old[old_wnids["n02084071"]]] == "wn:dog.n.01"
+    assert sense_keys_31[old[wnids_30["n02124075"]]] == "wn:egyptian_cat.n.01"
+    assert sense_keys_31[old[wnids_30["n02084071"]]] == "wn:dog.n.01"
