@@ -4,12 +4,14 @@ Works on WordNet 3.0 (NLTK's corpus, Debian ``wordnet-base``) and 3.1 (npm ``wor
 
 * Every synset becomes an :class:`~kgmm.graph.model.Entity` with an NLTK-style id
   ``wn:<first lemma, lowercased>.<n|v|a|s|r>.<NN>``, where ``NN`` is the synset's position in
-  that lemma's synset list in ``index.<pos>`` (NLTK's rule). ``label`` is the first lemma as
-  written (underscores as spaces), ``aliases`` the other lemmas, ``description`` the whole gloss
-  as WordNet writes it (definition followed by its quoted examples), ``types`` the
-  lexicographer file (``noun.animal``), and ``properties`` hold ``offset`` (8 digits), ``pos``
-  (``n v a s r``), ``wnid`` (ImageNet style, ``n02084071``; satellites use ``a``) and
-  ``wordnet_version``.
+  that lemma's synset list in ``index.<pos>`` (the rule of NLTK 3.8 and Visual Genome,
+  checked on every synset of 3.0 and 3.1; later NLTK releases number satellites ``s`` among the
+  lemma's satellites only, so about 2,000 satellite ids differ from theirs). ``label`` is the
+  first lemma as written (underscores as spaces), ``aliases`` the other lemmas,
+  ``description`` the whole gloss as WordNet writes it (definition followed by its quoted
+  examples), ``types`` the lexicographer file (``noun.animal``), and ``properties`` hold
+  ``offset`` (8 digits), ``pos`` (``n v a s r``), ``wnid`` (ImageNet style, ``n02084071``;
+  satellites use ``a``) and ``wordnet_version``.
 * Every *semantic* pointer (source/target field ``0000``) becomes a :class:`Triple` with a named
   relation (``hypernym``, ``part_meronym`` …). *Lexical* pointers (between two words) are
   skipped by default; ``lexical="synset"`` lifts them to the synsets that hold the two words,
@@ -409,8 +411,8 @@ def read_wordnet(
     if lexical not in ("skip", "synset"):
         raise ValueError(f"lexical must be 'skip' or 'synset', not {lexical!r}")
     path = Path(directory)
-    found = detect_version(path)
-    version = version or found
+    _require(path, DATA_FILES + INDEX_FILES)
+    version = version or detect_version(path)
     if version is None:
         raise InputError("no WordNet version in the license header; pass version='3.0' or '3.1'",
                          source=path / "data.noun", field="version")

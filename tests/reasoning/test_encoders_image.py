@@ -1,4 +1,4 @@
-"""Image encoders: packaged EfficientNet-Lite0 on real photos, small CNN, tiny CLIP/ViT, ResNet-50."""
+"""Image encoders: EfficientNet-Lite0 on real photos, small CNN, tiny CLIP/ViT, ResNet-50."""
 
 from __future__ import annotations
 

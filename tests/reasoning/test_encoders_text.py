@@ -75,7 +75,7 @@ def test_shapes_and_mask(minilm: TextEncoder) -> None:
 
 
 def test_pooling_is_masked_mean_then_l2(minilm: TextEncoder) -> None:
-    out = minilm.encode(QUESTIONS + ["x"])
+    out = minilm.encode([*QUESTIONS, "x"])
     m = out.mask.unsqueeze(-1).float()
     expected = F.normalize((out.tokens * m).sum(1) / m.sum(1), dim=-1)
     assert torch.allclose(out.pooled, expected, atol=1e-6)
