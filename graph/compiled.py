@@ -29,7 +29,7 @@ import numpy as np
 from .errors import SnapshotError
 from .home import kgmm_home
 from .lexicon import normalize_label, singular_forms
-from .model import Entity, GraphData, Relation
+from .model import Entity, GraphData, Relation, Triple
 from .stores.records import CANONICAL_JSON, entity_from_record
 
 FORMAT_VERSION = 1
@@ -127,8 +127,14 @@ class CompiledKG:
 
     @classmethod
     def from_store(cls, store: Any) -> CompiledKG:
-        """Compile whatever a store (embedded or Neo4j) holds."""
-        return cls.build(store.export())
+        """Compile whatever a store holds.
+
+        A store that keeps its own snapshot (the embedded store does, per generation) hands it
+        over; otherwise the store is read in full and compiled.
+        """
+        kept = getattr(store, "compiled", None)
+        snapshot = kept() if kept is not None else None
+        return snapshot if snapshot is not None else cls.build(store.export())
 
     # -- persistence -------------------------------------------------------------------
     def save(self, directory: str | os.PathLike[str]) -> Path:
@@ -328,6 +334,16 @@ class CompiledKG:
                   "aliases": list(self.aliases(index)), "description": self.description(index),
                   "types": list(self.types(index)), **self.properties(index)}
         return entity_from_record(record)
+
+    def to_graph_data(self) -> GraphData:
+        """The snapshot's content as a :class:`GraphData` (entities in index order)."""
+        entities = [self.entity(i) for i in range(self.num_nodes)]
+        ids = [e.id for e in entities]
+        src, dst, rel = self.edge_arrays()
+        rel_ids = self.relation_ids
+        triples = [Triple(ids[s], rel_ids[r], ids[d])
+                   for s, d, r in zip(src.tolist(), dst.tolist(), rel.tolist(), strict=True)]
+        return GraphData(entities, self.relations(), triples, source=str(self.path or "<kg>"))
 
     def node_text(self, index: int) -> str:
         """The text that represents a node to a text encoder: ``label (aliases): description``."""

@@ -2,13 +2,17 @@
 
 Layout under ``<KGMM_HOME>/stores/<name>/``::
 
-    CURRENT        the name of the live generation directory (replaced atomically)
-    gen-<uuid>/    an Oxigraph (RocksDB) database
-    .lock          held while an import runs
+    CURRENT                 the name of the live generation (replaced atomically)
+    gen-<uuid>/oxigraph/    the RDF database (rdflib via oxrdflib, SPARQL, export)
+    gen-<uuid>/snapshot/    the CompiledKG of exactly that content
+    .lock                   held while an import runs
 
-An import never touches the live generation: it copies it aside (Oxigraph's ``backup``,
-hard links where possible), loads the new data into the copy, and only then swaps
-``CURRENT``. A failed or interrupted import leaves the store exactly as it was.
+An import never touches the live generation: it copies the database aside (Oxigraph's
+``backup``, hard links where possible), loads the new statements into the copy, compiles the
+merged graph next to it, and only then swaps ``CURRENT``. A failed or interrupted import leaves
+the store exactly as it was. Keeping the snapshot in the generation makes ``compile`` and
+``stats`` instant; :meth:`EmbeddedStore.export` still reads the RDF database itself, and
+:meth:`EmbeddedStore.check` proves the two agree.
 """
 
 from __future__ import annotations
@@ -17,19 +21,29 @@ import fcntl
 import json
 import os
 import shutil
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..errors import InputError, StoreError
+from ..errors import InputError, SnapshotError, StoreError
 from ..home import kgmm_home
 from ..model import Entity, GraphData, Relation, Triple
 from . import rdf_terms as T
 from .base import ImportReport, InspectionResult, ProgressCallback, StoreStats
-from .records import entity_from_record, entity_to_json, relation_from_record, relation_to_record
+from .records import (
+    CANONICAL_JSON,
+    entity_from_record,
+    entity_to_json,
+    relation_from_record,
+    relation_to_record,
+)
+
+if TYPE_CHECKING:
+    from ..compiled import CompiledKG
 
 DEFAULT_STORE_NAME = "default"
 
@@ -44,8 +58,8 @@ class EmbeddedStore:
                  name: str = DEFAULT_STORE_NAME) -> None:
         self.root = Path(path) if path is not None else kgmm_home(data_dir) / "stores" / name
         self._ox: Any = None
-        self._generation: str | None = None
-        self._export_cache: tuple[str, GraphData] | None = None
+        self._ox_generation: str | None = None
+        self._cache: dict[str, tuple[str, Any]] = {}
 
     # -- generations -------------------------------------------------------------------
     def _read_current(self) -> str | None:
@@ -72,17 +86,37 @@ class EmbeddedStore:
         """Name of the live generation, or None for an empty, never-imported store."""
         return self._read_current()
 
+    def _cached(self, key: str, build: Any) -> Any:
+        """Per-generation memo of derived views (snapshot, export, networkx view)."""
+        generation = self._read_current() or ""
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] == generation:
+            return hit[1]
+        value = build()
+        self._cache[key] = (generation, value)
+        return value
+
     def _oxigraph(self) -> Any:
-        """The live generation as a read-only pyoxigraph store (None when empty)."""
+        """The live RDF database, opened read-only (None when the store is empty)."""
         import pyoxigraph as ox
 
         generation = self._read_current()
         if generation is None:
             return None
-        if self._ox is None or self._generation != generation:
-            self._ox = ox.Store.read_only(str(self.root / generation))
-            self._generation = generation
+        if self._ox is None or self._ox_generation != generation:
+            self._ox = ox.Store.read_only(str(self.root / generation / "oxigraph"))
+            self._ox_generation = generation
         return self._ox
+
+    def compiled(self) -> CompiledKG | None:
+        """The live generation's CompiledKG (memory-mapped), or None when empty."""
+        from ..compiled import CompiledKG
+
+        generation = self._read_current()
+        if generation is None:
+            return None
+        return self._cached("snapshot",
+                            lambda: CompiledKG.load(self.root / generation / "snapshot"))
 
     @contextmanager
     def _import_lock(self) -> Iterator[None]:
@@ -111,15 +145,33 @@ class EmbeddedStore:
         are a set, so importing the same data twice changes nothing.
         """
         started = time.perf_counter()
-        data.validate()
-        data = data.deduplicated()
+        data = data.validate().deduplicated()
         with self._import_lock():
-            self._remove_stale_generations(keep=self._read_current())
-            before = self.stats()
+            live = self._read_current()
+            self._remove_stale_generations(keep=live)
+            previous = self.compiled()
             new_generation = f"gen-{uuid.uuid4().hex}"
             target = self.root / new_generation
             try:
-                updated = self._load_aside(data, target, progress)
+                target.mkdir()
+                if previous is None:
+                    # a fresh store: Oxigraph loads (in Rust, GIL released) while we compile
+                    changed: list[str] = []
+                    loader = _Background(lambda: self._load_aside(
+                        data, None, [], target / "oxigraph", progress))
+                    try:
+                        snapshot = _compile(data, progress)
+                    finally:
+                        loader.join()
+                else:
+                    merged, changed = _merge(previous, data)
+                    snapshot = _compile(merged, progress)
+                    if snapshot.content_hash == previous.content_hash:
+                        shutil.rmtree(target, ignore_errors=True)
+                        return ImportReport(data.source, 0, 0, 0, 0,
+                                            time.perf_counter() - started)
+                    self._load_aside(data, live, changed, target / "oxigraph", progress)
+                snapshot.save(target / "snapshot")
                 self.close()
                 self._write_current(new_generation)
             except BaseException as exc:
@@ -129,46 +181,49 @@ class EmbeddedStore:
                     raise
                 raise StoreError(f"import into {self.root} failed, store unchanged: {exc}") from exc
             self._remove_stale_generations(keep=new_generation)
-            after = self.stats()
+        n_changed_entities = sum(1 for iri in changed if iri.startswith(T.ENTITY_NS))
         return ImportReport(
             source=data.source,
-            entities_added=after.entities - before.entities,
-            entities_updated=updated,
-            relations_added=after.relations - before.relations,
-            triples_added=after.triples - before.triples,
+            entities_added=snapshot.num_nodes - (previous.num_nodes if previous else 0),
+            entities_updated=n_changed_entities,
+            relations_added=snapshot.num_relations - (previous.num_relations if previous else 0),
+            triples_added=snapshot.num_edges - (previous.num_edges if previous else 0),
             seconds=time.perf_counter() - started,
         )
 
-    def _load_aside(self, data: GraphData, target: Path, progress: ProgressCallback | None) -> int:
-        """Copy the live generation to ``target`` and load ``data`` into it; return #updates."""
+    def _load_aside(self, data: GraphData, live: str | None, changed: list[str], target: Path,
+                    progress: ProgressCallback | None) -> None:
+        """Copy the live database to ``target`` and load ``data`` into the copy."""
         import pyoxigraph as ox
 
-        live = self._read_current()
         if live is not None:
             self.close()
-            source = ox.Store(str(self.root / live))
+            source = ox.Store(str(self.root / live / "oxigraph"))
             source.backup(str(target))
             del source
         store = ox.Store(str(target))
         try:
-            updated = _drop_changed_records(store, data) if live is not None else 0
-            if progress:
-                progress("serialise", 0, 1)
+            _drop_statements(store, changed)
+            _step(progress, "serialise", 0)
             payload = _to_ntriples(data)
-            if progress:
-                progress("serialise", 1, 1)
-                progress("load", 0, 1)
+            _step(progress, "serialise", 1)
+            _step(progress, "load", 0)
             store.bulk_load(payload, format=ox.RdfFormat.N_TRIPLES)
             store.flush()
-            if progress:
-                progress("load", 1, 1)
+            _step(progress, "load", 1)
         finally:
             del store
-        return updated
 
     # -- reading -----------------------------------------------------------------------
     def stats(self) -> StoreStats:
         """Counts of entities, relations and relation triples."""
+        kg = self.compiled()
+        if kg is None:
+            return StoreStats(0, 0, 0)
+        return StoreStats(kg.num_nodes, kg.num_relations, kg.num_edges)
+
+    def rdf_stats(self) -> StoreStats:
+        """The same counts, computed by SPARQL over the RDF database."""
         store = self._oxigraph()
         if store is None:
             return StoreStats(0, 0, 0)
@@ -177,20 +232,34 @@ class EmbeddedStore:
             rows = list(store.query(f"SELECT (COUNT(*) AS ?n) WHERE {{ {where} }}"))
             return int(rows[0]["n"].value)
 
+        relations = [json.loads(row[0].value)["id"] for row in store.query(
+            f"SELECT ?r WHERE {{ ?s <{T.KGMM_RELATION_RECORD}> ?r }}")]
         return StoreStats(
             entities=count(f"?e <{T.KGMM_ENTITY_RECORD}> ?r"),
-            relations=count(f"?e <{T.KGMM_RELATION_RECORD}> ?r"),
-            triples=count(f"?s ?p ?o FILTER(STRSTARTS(STR(?p), \"{T.RELATION_NS}\"))"),
+            relations=len(relations),
+            triples=sum(count(f"?s <{T.relation_iri(r)}> ?o") for r in relations),
         )
 
+    def check(self) -> None:
+        """Raise :class:`SnapshotError` unless the RDF database and the snapshot agree."""
+        from ..compiled import CompiledKG
+
+        kg = self.compiled()
+        if kg is None:
+            return
+        rebuilt = CompiledKG.build(self.export())
+        if rebuilt.content_hash != kg.content_hash:
+            raise SnapshotError(f"{self.root}: the RDF database and its snapshot differ "
+                                f"({rebuilt.content_hash[:12]} vs {kg.content_hash[:12]})")
+
     def export(self) -> GraphData:
-        """Everything the store holds, read back as a :class:`GraphData`."""
+        """Everything the RDF database holds, read back as a :class:`GraphData`."""
+        return self._cached("export", self._read_rdf)
+
+    def _read_rdf(self) -> GraphData:
         store = self._oxigraph()
-        generation = self._read_current()
         if store is None:
             return GraphData([], [], [], source=str(self.root))
-        if self._export_cache and self._export_cache[0] == generation:
-            return self._export_cache[1]
         entities: list[Entity] = []
         iri_to_id: dict[str, str] = {}
         for row in store.query(f"SELECT ?s ?r WHERE {{ ?s <{T.KGMM_ENTITY_RECORD}> ?r }}"):
@@ -207,9 +276,7 @@ class EmbeddedStore:
             query = f"SELECT ?s ?o WHERE {{ ?s <{T.relation_iri(rel_id)}> ?o }}"
             triples.extend(Triple(iri_to_id[row[0].value], rel_id, iri_to_id[row[1].value])
                            for row in store.query(query))
-        data = GraphData(entities, relations, triples, source=str(self.root))
-        self._export_cache = (generation or "", data)
-        return data
+        return GraphData(entities, relations, triples, source=str(self.root))
 
     def rdflib_graph(self) -> Any:
         """The live generation as a read-only ``rdflib.Graph`` (SPARQL through rdflib)."""
@@ -234,18 +301,17 @@ class EmbeddedStore:
         """A networkx copy of the graph; changing it cannot change the store."""
         from ..cypher import networkx_view
 
-        generation = self._read_current() or ""
-        cached = getattr(self, "_nx_cache", None)
-        if cached is not None and cached[0] == generation:
-            return cached[1]
-        view = networkx_view(self.export())
-        self._nx_cache = (generation, view)
-        return view
+        def build() -> Any:
+            kg = self.compiled()
+            return networkx_view(kg.to_graph_data() if kg else GraphData([], [], []))
+
+        return self._cached("networkx", build)
 
     def close(self) -> None:
-        """Release the open database handle (the store stays on disk)."""
+        """Release the open database handle and cached views (the store stays on disk)."""
         self._ox = None
-        self._generation = None
+        self._ox_generation = None
+        self._cache.clear()
 
     def __enter__(self) -> EmbeddedStore:
         return self
@@ -254,33 +320,74 @@ class EmbeddedStore:
         self.close()
 
 
-def _drop_changed_records(store: Any, data: GraphData) -> int:
-    """Remove the descriptive statements of entities/relations whose content changes."""
+class _Background:
+    """Run ``fn`` in a thread; ``join()`` waits and re-raises its exception here."""
+
+    def __init__(self, fn: Any) -> None:
+        self._error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                fn()
+            except BaseException as exc:
+                self._error = exc
+
+        self._thread = threading.Thread(target=run, name="kgmm-oxigraph-load", daemon=True)
+        self._thread.start()
+
+    def join(self) -> None:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
+def _compile(data: GraphData, progress: ProgressCallback | None) -> CompiledKG:
+    from ..compiled import CompiledKG
+
+    _step(progress, "compile", 0)
+    snapshot = CompiledKG.build(data)
+    _step(progress, "compile", 1)
+    return snapshot
+
+
+def _step(progress: ProgressCallback | None, step: str, done: int) -> None:
+    if progress is not None:
+        progress(step, done, 1)
+
+
+def _merge(previous: CompiledKG | None, data: GraphData) -> tuple[GraphData, list[str]]:
+    """Upsert ``data`` into the previous content.
+
+    Returns the merged bundle and the IRIs of entities and relations whose content changes.
+    """
+    if previous is None:
+        return data, []
+    old = previous.to_graph_data()
+    entities = {e.id: e for e in old.entities}
+    relations = {r.id: r for r in old.relations}
+    changed = [T.entity_iri(e.id) for e in data.entities
+               if e.id in entities and entities[e.id] != e]
+    changed += [T.relation_iri(r.id) for r in data.relations
+                if r.id in relations and relations[r.id] != r]
+    entities.update((e.id, e) for e in data.entities)
+    relations.update((r.id, r) for r in data.relations)
+    triples = list(dict.fromkeys([*old.triples, *data.triples]))
+    return GraphData(list(entities.values()), list(relations.values()), triples,
+                     source=data.source), changed
+
+
+def _drop_statements(store: Any, iris: list[str]) -> None:
+    """Remove the descriptive (non-relation) statements about ``iris`` before they are replaced."""
     import pyoxigraph as ox
 
-    record_pred = ox.NamedNode(T.KGMM_ENTITY_RECORD)
-    changed: list[str] = []
-    for entity in data.entities:
-        iri = T.entity_iri(entity.id)
-        old = next(iter(store.quads_for_pattern(ox.NamedNode(iri), record_pred, None)), None)
-        if old is not None and old.object.value != entity_to_json(entity):
-            changed.append(iri)
-    relation_pred = ox.NamedNode(T.KGMM_RELATION_RECORD)
-    for relation in data.relations:
-        iri = T.relation_iri(relation.id)
-        old = next(iter(store.quads_for_pattern(ox.NamedNode(iri), relation_pred, None)), None)
-        if old is not None and old.object.value != _relation_json(relation):
-            changed.append(iri)
-    for iri in changed:
+    for iri in iris:
         for quad in list(store.quads_for_pattern(ox.NamedNode(iri), None, None)):
             if not quad.predicate.value.startswith(T.RELATION_NS):
                 store.remove(quad)
-    return len(changed)
 
 
 def _relation_json(relation: Relation) -> str:
-    return json.dumps(relation_to_record(relation), ensure_ascii=False, sort_keys=True,
-                      separators=(",", ":"))
+    return CANONICAL_JSON.encode(relation_to_record(relation))
 
 
 def _to_ntriples(data: GraphData) -> bytes:

@@ -225,7 +225,7 @@ class ImageEncoder(FreezableEncoder):
 
 def _grid_features(grid: Tensor, logits: Tensor | None) -> ImageFeatures:
     h, w = grid.shape[-2:]
-    return ImageFeatures(tokens=grid.flatten(2).transpose(1, 2), mask=None,
+    return ImageFeatures(tokens=grid.flatten(2).transpose(1, 2).contiguous(), mask=None,
                          pooled=grid.mean(dim=(2, 3)), logits=logits, grid_size=(h, w))
 
 

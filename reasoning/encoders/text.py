@@ -156,6 +156,8 @@ class TextEncoder(FreezableEncoder):
         """
         source, local = _resolve_source(str(name_or_path))
         saved = read_config(source) if local else None
+        if saved is not None and saved.get("kind", "text") != "text":
+            raise ValueError(f"{source} holds a {saved.get('kind')} encoder, not a text one")
         data: dict[str, Any] = dict(saved or {})
         data.update(overrides)
         data["name_or_path"] = str(name_or_path)
@@ -183,7 +185,8 @@ class TextEncoder(FreezableEncoder):
         if local and st_config.is_file() and Path(source).resolve() != path.resolve():
             shutil.copyfile(st_config, path / "sentence_bert_config.json")
         data = self.config.to_dict()
-        data.update(kind="text", max_length=self.max_length, pooling=self.pooling)
+        data.update(kind="text", max_length=self.max_length, pooling=self.pooling,
+                    frozen=self.frozen)
         write_config(path, data)
         return path
 

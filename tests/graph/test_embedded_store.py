@@ -126,3 +126,21 @@ def test_concurrent_import_is_refused(tmp_path) -> None:
         thread.join()
     assert errors and "another import" in str(errors[0])
     assert store.stats().entities == 0
+
+
+def test_rdf_database_and_kept_snapshot_agree_after_updates(tmp_path) -> None:
+    store = EmbeddedStore(tmp_path / "s")
+    store.import_data(toy_graph())
+    data = toy_graph()
+    cat = next(e for e in data.entities if e.id == "ex:cat")
+    store.import_data(GraphData([dataclasses.replace(cat, label="kitty"),
+                                 Entity("ex:lion", "lion")], data.relations,
+                                [Triple("ex:lion", "hypernym", "ex:cat")]))
+    store.check()  # rebuilds from SPARQL reads and compares content hashes
+    assert store.rdf_stats() == store.stats()
+    assert CompiledKG.from_store(store).content_hash == CompiledKG.build(
+        store.export()).content_hash
+    labels = store.rdflib_graph().query(
+        "SELECT ?l WHERE { <https://kgmm.dev/entity/ex:cat> "
+        "<http://www.w3.org/2000/01/rdf-schema#label> ?l }")
+    assert [str(row[0]) for row in labels] == ["kitty"]

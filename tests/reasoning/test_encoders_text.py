@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from kgmm.reasoning.encoders import TextEncoder, TextFeatures, build_text_encoder, minilm_path
+from kgmm.reasoning.encoders.base import hub_offline
 
 QUESTIONS = ["What animal is on the left?", "Which creature is at the left side?",
              "How many cars are there?"]
@@ -56,7 +57,18 @@ def test_packaged_minilm_files_and_settings(minilm: TextEncoder) -> None:
     assert minilm.dim == 384
     assert minilm.max_length == 256  # sentence_bert_config.json max_seq_length
     assert minilm.pooling == "mean" and minilm.config.normalize
-    assert "HF_HUB_OFFLINE" not in os.environ or os.environ["HF_HUB_OFFLINE"] != "changed"
+
+
+def test_offline_loading_restores_environment(tiny_bert_dir: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "0")
+    with hub_offline():
+        assert os.environ["HF_HUB_OFFLINE"] == "1" and os.environ["TRANSFORMERS_OFFLINE"] == "1"
+    assert "HF_HUB_OFFLINE" not in os.environ and os.environ["TRANSFORMERS_OFFLINE"] == "0"
+    enc = build_text_encoder(str(tiny_bert_dir))  # local path: local_files_only, offline
+    assert enc.dim == 32
+    assert "HF_HUB_OFFLINE" not in os.environ and os.environ["TRANSFORMERS_OFFLINE"] == "0"
 
 
 def test_shapes_and_mask(minilm: TextEncoder) -> None:

@@ -1,0 +1,318 @@
+"""Link OpenMoji emoji to WordNet noun synsets by their names.
+
+The reviewed result is the package file ``emoji_links.tsv`` (read with :func:`read_links`);
+the benchmark uses that table, never the linker at build time. :func:`link_emoji` is how the
+table was made, and ``python -m kgmm.data.openmoji.linking --out FILE`` remakes it (keeping
+the review verdicts of rows that did not change).
+
+Rules, in order:
+
+1. **Which emoji.** One Unicode character (optionally followed by the emoji presentation
+   selector U+FE0F) that the ``emoji`` package lists as a fully-qualified emoji, so it has a
+   CLDR short name. ZWJ sequences, skin tones, keycaps, flags (regional indicators) and
+   OpenMoji's private-use extras are skipped, and so are CLDR names with a word of
+   :data:`SKIP_WORDS` (``sign``, ``symbol``, ``button``, ``arrow``, ``flag`` …). Faces, hands
+   and people need no list: their synsets are body parts and persons, which rule 3 refuses.
+2. **Names tried**, most trusted first: the CLDR short name (``red apple``), the Unicode name
+   (``RED APPLE``), then the same names with leading words dropped one at a time (``apple``)
+   — the English head noun —, and ``X face`` → ``X`` for animals (``dog face`` → ``dog``).
+3. **Synsets.** A name is looked up among WordNet lemmas (exact normal form, plural folding)
+   and only noun synsets of the concrete lexicographer files of :data:`LEXNAME_RANK` are kept
+   (animals, foods, plants, artifacts, natural objects: never persons, body parts, acts,
+   communication …).
+4. **Disambiguation.** Among the kept synsets of the first name that has any, the lowest
+   :data:`LEXNAME_RANK` wins (an emoji named ``turkey`` or ``mouse`` shows the animal, not
+   its meat or the computer device; ``apple`` the fruit, not the tree), then WordNet's own
+   order (a synset whose first lemma is the name before one where it is a synonym, then the
+   better-connected synset). A head-noun link is kept only when the head noun has a single
+   candidate of that rank — the confident case.
+5. **One emoji per synset**: when several emoji reach the same synset, the one linked by the
+   most trusted name wins (``dog`` beats ``dog face``), then the lower codepoint.
+6. :data:`OVERRIDES` fix or drop what the hand review found wrong (``how`` = ``manual``).
+
+The categories module later drops objects that reach none of the benchmark's categories.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import random
+import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from importlib import resources
+from pathlib import Path
+
+from kgmm.graph.compiled import CompiledKG
+from kgmm.graph.errors import InputError
+from kgmm.graph.lexicon import normalize_label
+
+from .assets import codepoints_to_emoji, find_openmoji
+
+__all__ = [
+    "LEXNAME_RANK",
+    "LINKS_FILE",
+    "OVERRIDES",
+    "SKIP_WORDS",
+    "TSV_COLUMNS",
+    "EmojiLink",
+    "link_emoji",
+    "links_precision",
+    "read_links",
+    "write_links",
+]
+
+#: The concrete noun lexicographer files a link may land in, with their precedence.
+LEXNAME_RANK: dict[str, int] = {
+    "noun.animal": 0, "noun.food": 1, "noun.artifact": 2, "noun.plant": 3, "noun.object": 4,
+}
+#: An emoji whose CLDR name holds one of these words is a sign, a symbol or a picture of a
+#: scene, not an object (``arrow`` would otherwise link the arrow symbols to the weapon).
+SKIP_WORDS: frozenset[str] = frozenset({
+    "arrow", "button", "sign", "symbol", "flag", "keycap", "mark", "squared", "circled",
+    "heart", "oclock", "thirty", "zodiac", "ballot", "japanese", "mahjong",
+})
+#: Fixes from the hand review: codepoints → synset id, or ``None`` to drop the emoji.
+OVERRIDES: dict[str, str | None] = {}
+#: The columns of ``emoji_links.tsv``.
+TSV_COLUMNS: tuple[str, ...] = (
+    "codepoints", "emoji", "unicode_name", "cldr_name", "synset_id", "lemma", "gloss", "how",
+    "review",
+)
+#: The reviewed table shipped with the package.
+LINKS_FILE = "emoji_links.tsv"
+#: How-linked methods, most trusted first (used to pick one emoji per synset).
+METHODS: tuple[str, ...] = (
+    "manual", "cldr name", "unicode name", "cldr head noun", "unicode head noun",
+    "cldr animal face", "unicode animal face",
+)
+
+
+@dataclass(frozen=True)
+class EmojiLink:
+    """One row of the mapping table: an emoji, the synset it shows and how that was decided.
+
+    ``lemma`` is the synset's KG label (what questions and answers call the object);
+    ``review`` is ``"correct"``, ``"incorrect"`` or ``""`` (not among the checked rows).
+    """
+
+    codepoints: str
+    emoji: str
+    unicode_name: str
+    cldr_name: str
+    synset_id: str
+    lemma: str
+    gloss: str
+    how: str
+    review: str = ""
+
+    def row(self) -> list[str]:
+        return [getattr(self, c) for c in TSV_COLUMNS]
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    codepoints: str
+    unicode_name: str
+    cldr_name: str
+
+
+def _emoji_candidates(codepoints: Iterable[str]) -> list[_Candidate]:
+    """Rule 1: single-character, fully-qualified emoji that are not people, signs or symbols."""
+    import emoji as emoji_package
+
+    data = emoji_package.EMOJI_DATA
+    fully_qualified = emoji_package.STATUS["fully_qualified"]
+    out: list[_Candidate] = []
+    for cp in codepoints:
+        parts = [p for p in cp.split("-") if p != "FE0F"]
+        if len(parts) != 1:
+            continue
+        char = chr(int(parts[0], 16))
+        try:
+            unicode_name = unicodedata.name(char)
+        except ValueError:  # private-use OpenMoji extras have no name
+            continue
+        entry = data.get(codepoints_to_emoji(cp))
+        if entry is None or entry.get("status") != fully_qualified:
+            continue
+        cldr = entry["en"].strip(":").replace("_", " ")
+        if set(normalize_label(cldr).split()) & SKIP_WORDS:
+            continue
+        out.append(_Candidate(cp, unicode_name, cldr))
+    return out
+
+
+def _names(candidate: _Candidate) -> list[tuple[str, str]]:
+    """Rule 2: ``(name, method)`` pairs in the order they are tried."""
+    cldr = normalize_label(candidate.cldr_name)
+    uni = normalize_label(candidate.unicode_name)
+    names: list[tuple[str, str]] = [(cldr, "cldr name"), (uni, "unicode name")]
+    for full, source in ((cldr, "cldr"), (uni, "unicode")):
+        words = full.split()
+        names += [(" ".join(words[k:]), f"{source} head noun") for k in range(1, len(words))]
+    for full, source in ((cldr, "cldr"), (uni, "unicode")):
+        if full.endswith(" face"):
+            names.append((full[: -len(" face")], f"{source} animal face"))
+    seen: set[str] = set()
+    out = []
+    for name, method in names:
+        if name and name not in seen:
+            seen.add(name)
+            out.append((name, method))
+    return out
+
+
+def _noun_candidates(kg: CompiledKG, name: str) -> list[tuple[int, int]]:
+    """Rule 3: ``(lexname rank, index)`` of the concrete noun synsets named ``name``."""
+    out = []
+    for index in kg.lookup(name, limit=50):
+        if ".n." not in kg.id_of(index):
+            continue
+        types = kg.types(index)
+        rank = LEXNAME_RANK.get(types[0]) if types else None
+        if rank is not None:
+            out.append((rank, index))
+    return out
+
+
+def _link_one(kg: CompiledKG, candidate: _Candidate) -> tuple[int, str] | None:
+    """Rules 2–4: the synset index and the method, or ``None``."""
+    for name, method in _names(candidate):
+        found = _noun_candidates(kg, name)
+        if not found:
+            continue
+        best = min(rank for rank, _ in found)
+        top = [index for rank, index in found if rank == best]
+        if method.endswith("animal face") and best != LEXNAME_RANK["noun.animal"]:
+            continue
+        if "head noun" in method and len(top) > 1:
+            return None  # an ambiguous head noun: not confident
+        return top[0], method
+    return None
+
+
+def link_emoji(
+    kg: CompiledKG,
+    codepoints: Iterable[str] | None = None,
+    *,
+    overrides: Mapping[str, str | None] | None = None,
+) -> list[EmojiLink]:
+    """Link emoji (codepoint strings; default: every OpenMoji SVG) to WordNet noun synsets
+    by the rules of the module docstring. Returns links sorted by codepoints, at most one per
+    synset, with an empty ``review``."""
+    overrides = OVERRIDES if overrides is None else overrides
+    if codepoints is None:
+        codepoints = find_openmoji().available()
+    chosen: dict[str, tuple[int, str, EmojiLink]] = {}
+    for candidate in _emoji_candidates(codepoints):
+        if candidate.codepoints in overrides:
+            target = overrides[candidate.codepoints]
+            if target is None:
+                continue
+            hit: tuple[int, str] | None = (kg.index_of(target), "manual")
+        else:
+            hit = _link_one(kg, candidate)
+        if hit is None:
+            continue
+        index, method = hit
+        link = EmojiLink(
+            codepoints=candidate.codepoints, emoji=codepoints_to_emoji(candidate.codepoints),
+            unicode_name=candidate.unicode_name, cldr_name=candidate.cldr_name,
+            synset_id=kg.id_of(index), lemma=kg.label(index),
+            gloss=kg.description(index), how=method,
+        )
+        key = (METHODS.index(method), link.codepoints)
+        previous = chosen.get(link.synset_id)
+        if previous is None or key < (previous[0], previous[1]):
+            chosen[link.synset_id] = (key[0], key[1], link)
+    return sorted((link for _, _, link in chosen.values()), key=lambda x: x.codepoints)
+
+
+# ------------------------------------------------------------------------------------------
+# the table
+
+
+def write_links(links: Iterable[EmojiLink], path: str | os.PathLike[str]) -> Path:
+    """Write links as the tab-separated table (header row of :data:`TSV_COLUMNS`)."""
+    path = Path(path)
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh, delimiter="\t", lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
+        writer.writerow(TSV_COLUMNS)
+        for link in links:
+            writer.writerow([value.replace("\t", " ").replace("\n", " ") for value in link.row()])
+    return path
+
+
+def read_links(path: str | os.PathLike[str] | None = None) -> list[EmojiLink]:
+    """Read the mapping table (default: the reviewed ``emoji_links.tsv`` of this package).
+
+    Raises:
+        InputError: a header or row that does not fit :data:`TSV_COLUMNS`.
+    """
+    if path is None:
+        text = resources.files(__package__).joinpath(LINKS_FILE).read_text(encoding="utf-8")
+        source: str | Path = LINKS_FILE
+    else:
+        source = Path(path)
+        text = source.read_text(encoding="utf-8")
+    rows = list(csv.reader(text.splitlines(), delimiter="\t"))
+    if not rows or tuple(rows[0]) != TSV_COLUMNS:
+        raise InputError(f"expected the header {'/'.join(TSV_COLUMNS)}", source=source, line=1)
+    links = []
+    for number, row in enumerate(rows[1:], start=2):
+        if len(row) != len(TSV_COLUMNS):
+            raise InputError(f"expected {len(TSV_COLUMNS)} columns, got {len(row)}",
+                             source=source, line=number)
+        link = EmojiLink(*row)
+        if link.review not in ("", "correct", "incorrect"):
+            raise InputError(f"review must be correct, incorrect or empty, not {link.review!r}",
+                             source=source, line=number, field="review")
+        links.append(link)
+    return links
+
+
+def links_precision(links: Sequence[EmojiLink]) -> tuple[int, int]:
+    """``(checked, correct)`` over the rows with a review verdict."""
+    checked = [link for link in links if link.review]
+    return len(checked), sum(link.review == "correct" for link in checked)
+
+
+def review_sample(links: Sequence[EmojiLink], n: int = 100, seed: int = 0) -> list[str]:
+    """Codepoints of ``n`` links drawn at random (seeded) for the hand review."""
+    rng = random.Random(seed)
+    return sorted(rng.sample([link.codepoints for link in links], min(n, len(links))))
+
+
+def _main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True, type=Path, help="TSV file to write")
+    parser.add_argument("--wordnet", type=Path, default=None, help="WordNet database folder")
+    parser.add_argument("--data-dir", type=Path, default=None, help="KGMM_HOME")
+    parser.add_argument("--previous", type=Path, default=None,
+                        help="an earlier table whose review verdicts are kept for unchanged rows")
+    parser.add_argument("--sample", type=int, default=0,
+                        help="mark this many random rows (without a verdict) as 'todo' on stdout")
+    args = parser.parse_args(argv)
+    from kgmm.graph.sources.fetch import find_wordnet
+    from kgmm.graph.sources.wordnet import read_wordnet
+
+    from .categories import filter_links
+
+    kg = CompiledKG.build(read_wordnet(find_wordnet(args.wordnet, data_dir=args.data_dir)
+                                       if args.wordnet else find_wordnet(data_dir=args.data_dir)))
+    links = filter_links(kg, link_emoji(kg))
+    if args.previous is not None and args.previous.is_file():
+        old = {(x.codepoints, x.synset_id): x.review for x in read_links(args.previous)}
+        links = [replace(x, review=old.get((x.codepoints, x.synset_id), "")) for x in links]
+    write_links(links, args.out)
+    print(f"{len(links)} links written to {args.out}")
+    if args.sample:
+        for cp in review_sample(links, args.sample):
+            print(cp)
+
+
+if __name__ == "__main__":
+    _main()
