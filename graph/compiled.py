@@ -21,11 +21,13 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterable, Sequence
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ._gc import gc_paused
 from .errors import SnapshotError
 from .home import kgmm_home
 from .lexicon import normalize_label, singular_forms
@@ -80,7 +82,11 @@ class CompiledKG:
     @classmethod
     def build(cls, data: GraphData) -> CompiledKG:
         """Compile a validated bundle into a snapshot."""
-        data = data.deduplicated()
+        with gc_paused():
+            return cls._build(data.deduplicated())
+
+    @classmethod
+    def _build(cls, data: GraphData) -> CompiledKG:
         entities = sorted(data.entities, key=lambda e: e.id)
         relations = sorted(data.relations, key=lambda r: r.id)
         n = len(entities)
@@ -335,9 +341,42 @@ class CompiledKG:
                   "types": list(self.types(index)), **self.properties(index)}
         return entity_from_record(record)
 
+    def _texts(self, field: str) -> list[str]:
+        """Every node's text of one field, decoded in bulk."""
+        blob = self._a[f"{field}_blob"].tobytes()
+        offsets = self._a[f"{field}_offsets"].tolist()
+        return [blob[a:b].decode("utf-8") for a, b in pairwise(offsets)]
+
+    def node_records(self, *, cypher_labels: bool = False) -> list[dict[str, Any]]:
+        """Every node as the flat record stores keep.
+
+        With ``cypher_labels`` each record also carries ``__labels__ = {"Entity"}`` (the node
+        label grand-cypher matches on).
+        """
+        ids = self.ids_of(range(self.num_nodes))
+        fields = zip(ids, self._texts("label"), self._texts("aliases"),
+                     self._texts("description"), self._texts("types"),
+                     self._texts("properties"), strict=True)
+        records = []
+        for node_id, label, aliases, description, types, properties in fields:
+            record = {"id": node_id, "label": label,
+                      "aliases": aliases.split(_LIST_SEP) if aliases else [],
+                      "description": description,
+                      "types": types.split(_LIST_SEP) if types else []}
+            if properties:
+                record.update(json.loads(properties))
+            if cypher_labels:
+                record["__labels__"] = {"Entity"}
+            records.append(record)
+        return records
+
     def to_graph_data(self) -> GraphData:
         """The snapshot's content as a :class:`GraphData` (entities in index order)."""
-        entities = [self.entity(i) for i in range(self.num_nodes)]
+        with gc_paused():
+            return self._to_graph_data()
+
+    def _to_graph_data(self) -> GraphData:
+        entities = [entity_from_record(r) for r in self.node_records()]
         ids = [e.id for e in entities]
         src, dst, rel = self.edge_arrays()
         rel_ids = self.relation_ids

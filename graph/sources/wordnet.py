@@ -22,15 +22,13 @@ Offsets differ between 3.0 and 3.1: join versions through :func:`sense_key_index
 
 from __future__ import annotations
 
-import gc
 import os
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from .._gc import gc_paused
 from ..errors import InputError, SourceNotFoundError
 from ..model import Entity, GraphData, PropertyValue, Relation, Triple
 
@@ -144,19 +142,6 @@ class _Database:
 
 # --------------------------------------------------------------------------------------------
 # files
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector: parsing makes ~10^6 acyclic objects, and the
-    collector's repeated passes over them would double the parse time."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _require(directory: Path, names: tuple[str, ...]) -> list[Path]:
@@ -416,7 +401,7 @@ def read_wordnet(
     if version is None:
         raise InputError("no WordNet version in the license header; pass version='3.0' or '3.1'",
                          source=path / "data.noun", field="version")
-    with _gc_paused():
+    with gc_paused():
         db = _load(path)
         entities = [_entity(s, i, version) for s, i in zip(db.synsets, db.ids, strict=True)]
         triples = _resolve(db, lexical)
@@ -430,7 +415,7 @@ def read_wordnet(
 
 def wnid_map(directory: str | os.PathLike[str]) -> dict[str, str]:
     """Map ImageNet-style ids (``n02084071``; satellites under ``a``) to entity ids."""
-    with _gc_paused():
+    with gc_paused():
         db = _load(Path(directory))
         _resolve(db, "skip")  # check the pointers too: the whole database parses, or nothing
         return {pos + offset: entity_id for pos in "nvar"
@@ -445,7 +430,7 @@ def sense_key_index(directory: str | os.PathLike[str]) -> dict[str, str]:
     """
     path = Path(directory)
     sense_path = _require(path, ("index.sense",))[0]
-    with _gc_paused():
+    with gc_paused():
         db = _load(path)
         _resolve(db, "skip")
         return _parse_sense_index(sense_path, db.by_pos)

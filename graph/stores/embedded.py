@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._gc import gc_paused
 from ..errors import InputError, SnapshotError, StoreError
 from ..home import kgmm_home
 from ..model import Entity, GraphData, Relation, Triple
@@ -164,7 +165,8 @@ class EmbeddedStore:
                     finally:
                         loader.join()
                 else:
-                    merged, changed = _merge(previous, data)
+                    with gc_paused():
+                        merged, changed = _merge(previous, data)
                     snapshot = _compile(merged, progress)
                     if snapshot.content_hash == previous.content_hash:
                         shutil.rmtree(target, ignore_errors=True)
@@ -254,7 +256,11 @@ class EmbeddedStore:
 
     def export(self) -> GraphData:
         """Everything the RDF database holds, read back as a :class:`GraphData`."""
-        return self._cached("export", self._read_rdf)
+        def read() -> GraphData:
+            with gc_paused():
+                return self._read_rdf()
+
+        return self._cached("export", read)
 
     def _read_rdf(self) -> GraphData:
         store = self._oxigraph()
@@ -299,11 +305,11 @@ class EmbeddedStore:
 
     def networkx_view(self) -> Any:
         """A networkx copy of the graph; changing it cannot change the store."""
-        from ..cypher import networkx_view
+        from ..cypher import networkx_view, networkx_view_of_snapshot
 
         def build() -> Any:
             kg = self.compiled()
-            return networkx_view(kg.to_graph_data() if kg else GraphData([], [], []))
+            return networkx_view_of_snapshot(kg) if kg else networkx_view(GraphData([], [], []))
 
         return self._cached("networkx", build)
 

@@ -30,7 +30,9 @@ class AttentionFusion(nn.Module):
     :math:`m` to ``D_out`` (shared by its global vector and its tokens);
     :math:`\mathbf{W}_k, \mathbf{b}_k` are per candidate kind
     :math:`k \in` {img_global, txt_global, img_tokens, txt_tokens}; :math:`\mathbf{w}` is shared.
-    A missing global vector is the masked mean of the modality's tokens.
+    A missing global vector is the masked mean of the modality's tokens. :math:`\mathbf{w}`
+    starts near zero, so the attention starts near uniform (an early, saturated choice of
+    one modality tends to stick).
 
     Args:
         d_img: image feature size ``D_img``.
@@ -68,7 +70,7 @@ class AttentionFusion(nn.Module):
         self.proj_txt.reset_parameters()
         for lin in self.score:
             lin.reset_parameters()
-        bound = 1.0 / self.w.numel() ** 0.5
+        bound = 0.01 / self.w.numel() ** 0.5  # near-uniform attention at the start
         nn.init.uniform_(self.w, -bound, bound)
 
     def _energy(self, kind: int, x: Tensor) -> Tensor:

@@ -23,6 +23,9 @@ class LateFusion(nn.Module):
 
     with :math:`\mathrm{MLP}_m` and the gate :math:`g` two-layer GELU perceptrons and
     :math:`\mathbf{x}_m` the global vector (or masked token mean) of modality :math:`m`.
+    The gate's output layer starts near zero (weights ×0.01, bias 0), so training starts
+    from an even mix :math:`\mathbf{w} \approx (\tfrac12, \tfrac12)`; a gate that
+    saturates early tends to leave one modality unused.
 
     Args:
         d_img: image feature size ``D_img``.
@@ -51,6 +54,9 @@ class LateFusion(nn.Module):
         self.head_img.reset_parameters()
         self.head_txt.reset_parameters()
         self.gate.reset_parameters()
+        with torch.no_grad():  # start from an even mix, w ≈ (1/2, 1/2)
+            self.gate.lin2.weight.mul_(0.01)
+            self.gate.lin2.bias.zero_()
 
     def forward(self, inputs: FusionInputs) -> FusionOutput:
         x_img, x_txt = inputs.image_vector(), inputs.text_vector()

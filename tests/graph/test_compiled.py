@@ -118,3 +118,12 @@ def test_pickled_arrays_are_refused(kg: CompiledKG, tmp_path) -> None:
     np.save(path / "ids.npy", np.array([object()], dtype=object), allow_pickle=True)
     with pytest.raises(SnapshotError, match="ids"):
         CompiledKG.load(path)
+
+
+def test_to_graph_data_round_trips(kg: CompiledKG) -> None:
+    back = kg.to_graph_data()
+    data = toy_graph()
+    assert sorted(back.entities, key=lambda e: e.id) == sorted(data.entities, key=lambda e: e.id)
+    assert sorted(back.relations, key=lambda r: r.id) == sorted(data.relations, key=lambda r: r.id)
+    assert set(back.triples) == set(data.triples) and len(back.triples) == len(data.triples)
+    assert CompiledKG.build(back).content_hash == kg.content_hash

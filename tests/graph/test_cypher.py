@@ -77,3 +77,18 @@ def test_timeout_stops_a_runaway_query(store: EmbeddedStore) -> None:
         store.inspect("MATCH (a)-->(b) MATCH (c)-->(d) MATCH (e)-->(f) RETURN a.id, f.id",
                       timeout_s=0.2,
                       limit=10_000_000)
+
+
+def test_snapshot_view_equals_the_public_api_view() -> None:
+    import networkx as nx
+
+    from kgmm.graph.compiled import CompiledKG
+    from kgmm.graph.cypher import networkx_view, networkx_view_of_snapshot
+
+    data = toy_graph()
+    slow = networkx_view(data)
+    fast = networkx_view_of_snapshot(CompiledKG.build(data))
+    assert dict(fast.nodes(data=True)) == dict(slow.nodes(data=True))
+    assert sorted(fast.edges(data=True), key=repr) == sorted(slow.edges(data=True), key=repr)
+    assert nx.utils.graphs_equal(fast, slow)
+    assert fast.number_of_edges() == 34
