@@ -11,7 +11,8 @@ Rules, in order:
    selector U+FE0F) that the ``emoji`` package lists as a fully-qualified emoji, so it has a
    CLDR short name. ZWJ sequences, skin tones, keycaps, flags (regional indicators) and
    OpenMoji's private-use extras are skipped, and so are CLDR names with a word of
-   :data:`SKIP_WORDS` (``sign``, ``symbol``, ``button``, ``arrow``, ``flag`` …). Faces, hands
+   :data:`SKIP_WORDS` (``sign``, ``symbol``, ``button``, ``arrow``, ``flag`` …) and Unicode
+   names with a word of :data:`SKIP_UNICODE_WORDS`. Faces, hands
    and people need no list: their synsets are body parts and persons, which rule 3 refuses.
 2. **Names tried**, most trusted first: the CLDR short name (``red apple``), the Unicode name
    (``RED APPLE``), then the same names cut before a preposition (``teacup without handle`` →
@@ -30,7 +31,8 @@ Rules, in order:
    has a single such synset, and without a group hint a name whose senses lie in different
    lexicographer files is not linked — the confident cases only.
 5. **One emoji per synset**: when several emoji reach the same synset, the one linked by the
-   most trusted name wins (``dog`` beats ``dog face``), then the lower codepoint.
+   most trusted name wins (``dog`` beats ``dog face``), then one whose CLDR name is a lemma
+   as written (``house`` beats ``houses``), then the lower codepoint.
 6. :data:`OVERRIDES` fix or drop what the hand review found wrong (``how`` = ``manual``).
 
 The categories module later drops objects that reach none of the benchmark's categories.
@@ -74,9 +76,14 @@ LEXNAME_RANK: dict[str, int] = {
 #: An emoji whose CLDR name holds one of these words is a sign, a symbol or a picture of a
 #: scene, not an object (``arrow`` would otherwise link the arrow symbols to the weapon).
 SKIP_WORDS: frozenset[str] = frozenset({
-    "arrow", "button", "sign", "symbol", "flag", "keycap", "mark", "squared", "circled",
+    "arrow", "arrows", "button", "sign", "symbol", "flag", "keycap", "mark", "squared", "circled",
     "heart", "oclock", "thirty", "zodiac", "ballot", "japanese", "mahjong", "hand", "hands",
     "person", "people", "man", "woman", "men", "women",
+})
+#: An emoji whose Unicode name holds one of these words is a sign or a symbol.
+SKIP_UNICODE_WORDS: frozenset[str] = frozenset({
+    "arrow", "arrows", "sign", "symbol", "flag", "keycap", "squared", "circled", "heart",
+    "mark",
 })
 #: Words that end an English noun phrase's head: ``teacup without handle`` is a teacup.
 PREPOSITIONS: frozenset[str] = frozenset({
@@ -91,6 +98,8 @@ _A, _F, _P, _N, _O = "noun.animal", "noun.food", "noun.plant", "noun.artifact", 
 GROUP_HINTS: tuple[tuple[int, int, tuple[str, ...]], ...] = (
     (0x1F300, 0x1F32C, (_O, _N)),          # weather, places, landforms
     (0x1F32D, 0x1F32F, (_F,)),             # hot dog, taco, burrito
+    (0x1F330, 0x1F330, (_F,)),             # chestnut
+    (0x1F336, 0x1F336, (_F,)),             # hot pepper
     (0x1F330, 0x1F344, (_P, _F)),          # plants, flowers, leaves, mushroom
     (0x1F345, 0x1F37F, (_F, _N)),          # food, drink and their vessels
     (0x1F382, 0x1F382, (_F,)),             # birthday cake
@@ -101,6 +110,7 @@ GROUP_HINTS: tuple[tuple[int, int, tuple[str, ...]], ...] = (
     (0x1F400, 0x1F43F, (_A,)),             # animals
     (0x1F440, 0x1F4AA, ()),                # eyes, hands, people, faces
     (0x1F4AB, 0x1F4FF, (_N,)),             # objects: clothes, office, media
+    (0x1F590, 0x1F596, ()),                # hands
     (0x1F500, 0x1F5FF, (_N,)),             # objects and symbols
     (0x1F600, 0x1F64F, ()),                # smileys and gestures
     (0x1F680, 0x1F6FF, (_N,)),             # transport and places
@@ -138,7 +148,42 @@ GROUP_HINTS: tuple[tuple[int, int, tuple[str, ...]], ...] = (
     (0x2B00, 0x2BFF, ()),                  # stars, squares, circles
 )
 #: Fixes from the hand review: codepoints → synset id, or ``None`` to drop the emoji.
-OVERRIDES: dict[str, str | None] = {}
+OVERRIDES: dict[str, str | None] = {
+    # WordNet's first sense is not what the picture shows
+    "1F42C": "wn:dolphin.n.02",           # dolphin: the toothed whale, not the dolphinfish
+    "1F99A": "wn:peacock.n.02",           # peacock: the bird, not the butterfly
+    "1F994": "wn:hedgehog.n.02",          # hedgehog: not the porcupine
+    "1F9E4": "wn:glove.n.02",             # gloves: handwear, not the baseball glove
+    "1FAD5": "wn:fondue.n.02",            # fondue: the pot of melted cheese
+    "1F3F0": "wn:castle.n.02",            # castle: the fortified building, not a palace
+    "1F3E6": "wn:bank.n.09",              # bank: the building, not a piggy bank
+    "1FA9D": "wn:hook.n.05",              # hook: the curved implement, not a door catch
+    "1F528": "wn:hammer.n.02",            # hammer: the hand tool, not part of a gunlock
+    "1F6D6": "wn:hovel.n.01",             # hut: a crude dwelling, not a military shelter
+    "1F6BD": "wn:toilet.n.02",            # toilet: the fixture, not the room
+    "1F6F4": "wn:scooter.n.02",           # kick scooter: not a water scooter
+    "26D3": "wn:chain.n.03",              # chains: not shackles
+    "1F942": "wn:glass.n.02",             # clinking glasses: drinking glasses, not spectacles
+    "1F383": "wn:jack-o'-lantern.n.02",   # jack-o-lantern: the carved pumpkin lantern
+    "1F578": "wn:spider_web.n.02",        # spider web: the spider's, not a web-like artifact
+    "1F36D": "wn:lollipop.n.02",          # lollipop: hard candy, not an ice lolly
+    # signs and pictures of places or acts, not objects
+    "1F525": None,                        # fire (linked to a fireplace)
+    "1F6BB": None,                        # restroom sign
+    "1F6BE": None,                        # WC sign
+    "1F6C2": None,                        # passport control sign
+    "1F6C4": None,                        # baggage claim sign
+    "1F6D0": None,                        # person praying ("place of worship")
+    "1F3E4": None,                        # Japanese post office (linked to an office)
+    "1F4F6": None,                        # antenna bars (signal strength)
+    "1F9EC": None,                        # DNA (linked to a coil)
+    # no synset fits
+    "1F4D3": None,                        # notebook: only the computer is an artifact sense
+    "1F409": None,                        # dragon: the mythical beast is not in WordNet's nouns
+    "1F432": None,                        # dragon face: likewise
+    "1F4D4": None,                        # notebook with decorative cover: as notebook
+    "1F6FA": None,                        # auto rickshaw: WordNet's rickshaw is man-pulled
+}
 #: The columns of ``emoji_links.tsv``.
 TSV_COLUMNS: tuple[str, ...] = (
     "codepoints", "emoji", "unicode_name", "cldr_name", "synset_id", "lemma", "gloss", "how",
@@ -198,11 +243,14 @@ def _emoji_candidates(codepoints: Iterable[str]) -> list[_Candidate]:
             unicode_name = unicodedata.name(char)
         except ValueError:  # private-use OpenMoji extras have no name
             continue
-        entry = data.get(codepoints_to_emoji(cp))
+        entry = data.get(char + "\ufe0f")  # OpenMoji names some files without the FE0F
+        if entry is None or entry.get("status") != fully_qualified:
+            entry = data.get(char)
         if entry is None or entry.get("status") != fully_qualified:
             continue
         cldr = entry["en"].strip(":").replace("_", " ")
-        if set(normalize_label(cldr).split()) & SKIP_WORDS:
+        if (set(normalize_label(cldr).split()) & SKIP_WORDS
+                or set(normalize_label(unicode_name).split()) & SKIP_UNICODE_WORDS):
             continue
         out.append(_Candidate(cp, unicode_name, cldr))
     return out
@@ -321,7 +369,7 @@ def link_emoji(
     overrides = OVERRIDES if overrides is None else overrides
     if codepoints is None:
         codepoints = find_openmoji().available()
-    chosen: dict[str, tuple[int, str, EmojiLink]] = {}
+    chosen: dict[str, tuple[tuple[int, bool, str], EmojiLink]] = {}
     for candidate in _emoji_candidates(codepoints):
         if candidate.codepoints in overrides:
             target = overrides[candidate.codepoints]
@@ -339,11 +387,15 @@ def link_emoji(
             synset_id=kg.id_of(index), lemma=kg.label(index),
             gloss=kg.description(index), how=method,
         )
-        key = (METHODS.index(method), link.codepoints)
+        # most trusted method first, then a name that is a lemma as written (``house``
+        # before the plural ``houses``), then the lower codepoint
+        lemmas = {normalize_label(x) for x in (kg.label(index), *kg.aliases(index))}
+        plural = normalize_label(candidate.cldr_name) not in lemmas
+        key = (METHODS.index(method), plural, link.codepoints)
         previous = chosen.get(link.synset_id)
-        if previous is None or key < (previous[0], previous[1]):
-            chosen[link.synset_id] = (key[0], key[1], link)
-    return sorted((link for _, _, link in chosen.values()), key=lambda x: x.codepoints)
+        if previous is None or key < previous[0]:
+            chosen[link.synset_id] = (key, link)
+    return sorted((link for _, link in chosen.values()), key=lambda x: x.codepoints)
 
 
 # ------------------------------------------------------------------------------------------
@@ -416,9 +468,9 @@ def _main(argv: Sequence[str] | None = None) -> None:
 
     from .categories import filter_links
 
-    kg = CompiledKG.build(read_wordnet(find_wordnet(args.wordnet, data_dir=args.data_dir)
-                                       if args.wordnet else find_wordnet(data_dir=args.data_dir)))
-    links = filter_links(kg, link_emoji(kg))
+    wordnet_dir = find_wordnet(args.wordnet, data_dir=args.data_dir)
+    kg = CompiledKG.build(read_wordnet(wordnet_dir))
+    links = filter_links(kg, link_emoji(kg, wordnet_dir=wordnet_dir))
     if args.previous is not None and args.previous.is_file():
         old = {(x.codepoints, x.synset_id): x.review for x in read_links(args.previous)}
         links = [replace(x, review=old.get((x.codepoints, x.synset_id), "")) for x in links]

@@ -95,6 +95,8 @@ class InfoNCELoss(nn.Module):
         if targets is None:
             labels = torch.arange(logits.shape[0], device=logits.device)
             return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels))
+        if targets.shape != (logits.shape[0],):
+            raise ValueError(f"targets must be [{logits.shape[0]}], got {tuple(targets.shape)}")
         pos = targets.view(-1, 1) == targets.view(1, -1)
         return 0.5 * (self._rows(logits, pos).mean() + self._rows(logits.T, pos).mean())
 

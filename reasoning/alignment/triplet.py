@@ -95,6 +95,8 @@ class TripletMarginLoss(nn.Module):
         b = dist.shape[0]
         if targets is None:
             neg = ~torch.eye(b, dtype=torch.bool, device=dist.device)
+        elif targets.shape != (b,):
+            raise ValueError(f"targets must be [{b}], got {tuple(targets.shape)}")
         else:
             neg = targets.view(-1, 1) != targets.view(1, -1)
         loss = self._direction(dist, neg)

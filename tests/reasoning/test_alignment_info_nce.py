@@ -110,6 +110,8 @@ def test_reset_parameters_restores_the_initial_scale() -> None:
 def test_rejects_unpaired_batches_and_bad_options() -> None:
     with pytest.raises(ValueError, match="paired"):
         InfoNCELoss()(torch.zeros(3, 2), torch.zeros(4, 2))
+    with pytest.raises(ValueError, match="targets must be"):
+        InfoNCELoss()(torch.zeros(3, 2), torch.zeros(3, 2), torch.arange(4))
     with pytest.raises(ValueError, match="multi_positive"):
         InfoNCELoss(multi_positive="max")  # type: ignore[arg-type]
 

@@ -30,19 +30,16 @@ def test_semi_hard_negative_hand_computed() -> None:
 
 
 def test_semi_hard_falls_back_to_the_farthest_negative() -> None:
-    loss = TripletMarginLoss(margin=1.0, distance="euclidean", mining="semi_hard",
-                             symmetric=False)
-    a = torch.tensor([[0.0, 0.0], [10.0, 0.0]])
+    a = torch.tensor([[0.0, 0.0], [10.0, 0.0], [20.0, 0.0]])
     b = torch.tensor([[5.0, 0.0], [1.0, 0.0], [2.0, 0.0]])
-    # anchor 0: positive at 5, negatives at 1 and 2 (both closer): take the farthest, 2
-    # anchor 1: positive at 9, negatives at 5 and 8: take 8
-    a = torch.cat([a, torch.tensor([[100.0, 100.0]])])
-    expected = ((1 + 5 - 2) + (1 + 9 - 8) + 0.0) / 3  # anchor 2 far from everything but b[2]
-    got = loss(a, b)
-    d2 = torch.cdist(a, b)
-    pos2, neg2 = d2[2, 2], d2[2, :2]
-    expected = ((1 + 5 - 2) + (1 + 9 - 8) + max(0.0, 1 + pos2.item() - neg2.max().item())) / 3
-    torch.testing.assert_close(got, torch.tensor(expected))
+    # anchor 0: pos 5, negatives 1, 2 both closer -> farthest, 2:  1 + 5 - 2 = 4
+    # anchor 1: pos 9, negatives 5, 8 both closer -> farthest, 8:  1 + 9 - 8 = 2
+    # anchor 2: pos 18, negatives 15, 19 -> the closest farther one, 19: max(0, 1 + 18 - 19) = 0
+    semi = TripletMarginLoss(margin=1.0, distance="euclidean", mining="semi_hard",
+                             symmetric=False)
+    torch.testing.assert_close(semi(a, b), torch.tensor((4 + 2 + 0) / 3))
+    hardest = TripletMarginLoss(margin=1.0, distance="euclidean", symmetric=False)
+    torch.testing.assert_close(hardest(a, b), torch.tensor((5 + 5 + 4) / 3))
 
 
 def test_zero_when_margins_are_met() -> None:
@@ -93,6 +90,8 @@ def test_rejects_bad_options() -> None:
         TripletMarginLoss(distance="l1")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="paired"):
         TripletMarginLoss()(torch.zeros(2, 3), torch.zeros(3, 3))
+    with pytest.raises(ValueError, match="targets must be"):
+        TripletMarginLoss()(torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(2, 1))
 
 
 @pytest.mark.parametrize(("distance", "mining", "margin"), [

@@ -60,3 +60,9 @@ def test_reset_parameters() -> None:
 def test_learns_a_task_that_needs_both_modalities() -> None:
     torch.manual_seed(0)
     assert_learns_interaction(LateFusion(D_IMG, D_TXT, 32, dropout=0.0), 32)
+
+
+def test_training_starts_from_an_even_mix() -> None:
+    torch.manual_seed(0)
+    w = LateFusion(D_IMG, D_TXT, 16).eval()(make_inputs(globals_=True)).attention["modality"]
+    torch.testing.assert_close(w, torch.full((3, 2), 0.5), atol=0.02, rtol=0)
