@@ -24,7 +24,6 @@ from ``scripts/neo4j_server.py``. Prints a table; ``--json`` writes
 from __future__ import annotations
 
 import argparse
-import gc
 import importlib.util
 import json
 import os
@@ -49,7 +48,6 @@ def median_time(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
     """Median wall time of ``repeat`` calls and the last result."""
     times, result = [], None
     for _ in range(repeat):
-        gc.collect()
         start = time.perf_counter()
         result = fn()
         times.append(time.perf_counter() - start)
@@ -66,6 +64,7 @@ def load_wordnet() -> Any:
 def bench_import(data: Any, workdir: Path, results: dict[str, dict[str, float]]) -> Any:
     from kgmm.graph.stores.embedded import EmbeddedStore
 
+    print("import: kgmm embedded store, rdflib memory, pyoxigraph memory", file=sys.stderr)
     counter = iter(range(1000))
 
     def kgmm_import() -> EmbeddedStore:
@@ -142,6 +141,7 @@ def bench_subgraph(kg: Any, store: Any, neo4j_store: Any, repeat: int,
     per_tool: dict[str, list[float]] = {}
 
     def run(tool: str, fn: Callable[[int], set[int]], reps: int) -> None:
+        print(f"2-hop subgraphs: {tool}", file=sys.stderr)
         times = []
         for seed in seeds:
             expected = set(kg.subgraph([seed], hops=2).n_id.tolist())
@@ -201,6 +201,7 @@ def bench_subgraph(kg: Any, store: Any, neo4j_store: Any, repeat: int,
 def bench_neo4j_import(data: Any, results: dict[str, dict[str, float]]) -> Any:
     from kgmm.graph.stores.neo4j_store import Neo4jStore
 
+    print("import: kgmm Neo4j store", file=sys.stderr)
     store = Neo4jStore()
     store.clear()
     started = time.perf_counter()

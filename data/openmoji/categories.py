@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 from kgmm.graph.compiled import CompiledKG
 from kgmm.graph.errors import InputError
@@ -198,7 +199,7 @@ class Taxonomy:
     def triples(self, path: Sequence[str]) -> list[tuple[str, str, str]]:
         """The KG triples ``(subject, relation, object)`` along a path of synset ids."""
         out = []
-        for lower, upper in zip(path, path[1:], strict=False):
+        for lower, upper in pairwise(path):
             out.append((lower, self.relation_between(lower, upper), upper))
         return out
 
@@ -236,6 +237,24 @@ class Taxonomy:
         ids = {c.synset_id for c in shared}
         return [c for c in shared
                 if not any(c.synset_id in self._cat_ancestors[o] for o in ids)]
+
+    def ancestors(self, synset_id: str) -> set[str]:
+        """Every synset reached from ``synset_id`` by taxonomy triples (itself excluded)."""
+        kg = self.kg
+        start = kg.index_of(synset_id)
+        seen = {start}
+        frontier = [start]
+        while frontier:
+            nxt = []
+            for node in frontier:
+                targets, rels = kg.out_edges(node)
+                for target, rel in zip(targets.tolist(), rels.tolist(), strict=True):
+                    if rel in self._rels and target not in seen:
+                        seen.add(target)
+                        nxt.append(target)
+            frontier = nxt
+        seen.discard(start)
+        return set(kg.ids_of(sorted(seen)))
 
     def is_ancestor(self, upper: str, lower: str) -> bool:
         """True when a taxonomy path leads from ``lower`` up to ``upper`` (``upper`` need not

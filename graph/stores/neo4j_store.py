@@ -7,7 +7,8 @@ describes each relation; a triple is a relationship whose type is the relation i
 
 Import protocol (clean-up on failure): the input is validated completely before the first
 write. Entities, relations and triples are then written in transactional batches of
-``batch_size`` rows, each idempotent (``MERGE``) and retried on transient errors by the
+``batch_size`` rows, each idempotent (``MERGE``; an edge between two nodes that the same run
+created cannot exist yet, so it is ``CREATE``d) and retried on transient errors by the
 driver's managed transactions. Everything a run creates carries ``_kgmm_import = <run id>``
 (kept as provenance). Entities that already existed with other content are updated last, in
 one transaction. If any step fails, the run deletes what it created, so the store is as it
@@ -68,6 +69,13 @@ MATCH (o:Entity {{id: row[1]}})
 MERGE (s)-[r:`{rel}`]->(o)
 ON CREATE SET r.{run} = $run
 """
+# Both ends were created by this run, so the edge cannot exist yet: CREATE skips MERGE's check.
+_CREATE_EDGES = """
+UNWIND $rows AS row
+MATCH (s:Entity {{id: row[0]}})
+MATCH (o:Entity {{id: row[1]}})
+CREATE (s)-[:`{rel}` {{{run}: $run}}]->(o)
+"""
 
 
 def _connection_settings(uri: str | None, user: str | None,
@@ -86,7 +94,7 @@ class Neo4jStore:
 
     def __init__(self, uri: str | None = None, user: str | None = None,
                  password: str | None = None, *, database: str = "neo4j",
-                 batch_size: int = 5000, connection_timeout_s: float = 5.0,
+                 batch_size: int = 10_000, connection_timeout_s: float = 5.0,
                  max_retry_time_s: float = 15.0) -> None:
         import neo4j
 
@@ -139,10 +147,11 @@ class Neo4jStore:
             with self._errors():
                 entity_rows = [entity_to_record(e) for e in data.entities]
                 relation_rows = [relation_to_record(r) for r in data.relations]
-                updates_e = self._merge_nodes("Entity", entity_rows, run, progress, "entities")
-                updates_r = self._merge_nodes("Relation", relation_rows, run, progress,
-                                              "relations")
-                triples_added = self._merge_edges(data.triples, run, progress)
+                updates_e, existed = self._merge_nodes("Entity", entity_rows, run, progress,
+                                                       "entities")
+                updates_r, _ = self._merge_nodes("Relation", relation_rows, run, progress,
+                                                 "relations")
+                triples_added = self._merge_edges(data.triples, run, progress, existed)
                 self._apply_updates(updates_e, updates_r)
         except BaseException as exc:
             self._clean_up(run, exc)
@@ -157,10 +166,13 @@ class Neo4jStore:
             yield rows[start:start + self.batch_size]
 
     def _merge_nodes(self, label: str, rows: list[dict[str, Any]], run: str,
-                     progress: ProgressCallback | None, step: str) -> list[dict[str, Any]]:
-        """MERGE nodes; return the rows of pre-existing nodes whose content differs."""
+                     progress: ProgressCallback | None,
+                     step: str) -> tuple[list[dict[str, Any]], set[str]]:
+        """MERGE nodes; return the rows of pre-existing nodes whose content differs, and the
+        ids of all nodes that existed before this run."""
         query = _MERGE_NODES.format(label=label, run=RUN_KEY)
         changed: list[dict[str, Any]] = []
+        existed: set[str] = set()
         by_id = {row["id"]: row for row in rows}
         done = 0
         with self._session() as session:
@@ -169,26 +181,30 @@ class Neo4jStore:
                     lambda tx, b=batch: [(r["id"], r["props"]) for r in tx.run(query, rows=b,
                                                                               run=run)])
                 for node_id, props in existing:
+                    existed.add(node_id)
                     current = {k: v for k, v in props.items() if not k.startswith(INTERNAL_PREFIX)}
                     if current != by_id[node_id]:
                         changed.append(by_id[node_id])
                 done += len(batch)
                 if progress:
                     progress(step, done, len(rows))
-        return changed
+        return changed, existed
 
-    def _merge_edges(self, triples: list[Triple], run: str,
-                     progress: ProgressCallback | None) -> int:
-        by_relation: dict[str, list[list[str]]] = defaultdict(list)
+    def _merge_edges(self, triples: list[Triple], run: str, progress: ProgressCallback | None,
+                     existed: set[str]) -> int:
+        """Write triples: CREATE between two nodes this run made, MERGE otherwise."""
+        groups: dict[tuple[str, bool], list[list[str]]] = defaultdict(list)
         for triple in triples:
-            by_relation[triple.relation].append([triple.subject, triple.object])
+            fresh = triple.subject not in existed and triple.object not in existed
+            groups[(triple.relation, fresh)].append([triple.subject, triple.object])
         created = 0
         done = 0
         with self._session() as session:
-            for relation, rows in sorted(by_relation.items()):
+            for (relation, fresh), rows in sorted(groups.items()):
                 if not RELATION_ID_PATTERN.match(relation):  # validated already; belt and braces
                     raise InputError(f"invalid relation id {relation!r}", field="relation")
-                query = _MERGE_EDGES.format(rel=relation, run=RUN_KEY)
+                template = _CREATE_EDGES if fresh else _MERGE_EDGES
+                query = template.format(rel=relation, run=RUN_KEY)
                 for batch in self._batches(rows):
                     counters = session.execute_write(
                         lambda tx, b=batch, q=query: tx.run(q, rows=b, run=run).consume().counters)
@@ -232,9 +248,9 @@ class Neo4jStore:
     def _count_created(self, run: str) -> tuple[int, int]:
         with self._errors(), self._session(read=True) as session:
             record = session.run(
-                f"OPTIONAL MATCH (e:Entity) WHERE e.{RUN_KEY} = $run WITH count(e) AS ne "
-                f"OPTIONAL MATCH (r:Relation) WHERE r.{RUN_KEY} = $run "
-                "RETURN ne, count(r) AS nr", run=run).single()
+                f"CALL () {{ MATCH (e:Entity) WHERE e.{RUN_KEY} = $run RETURN count(e) AS ne }} "
+                f"CALL () {{ MATCH (r:Relation) WHERE r.{RUN_KEY} = $run RETURN count(r) AS nr }} "
+                "RETURN ne, nr", run=run).single()
         return int(record["ne"]), int(record["nr"])
 
     # -- reading -----------------------------------------------------------------------

@@ -123,8 +123,8 @@ def test_failure_half_way_is_cleaned_up(loaded, monkeypatch) -> None:
     before = CompiledKG.from_store(loaded).content_hash
     original = Neo4jStore._merge_edges
 
-    def fail_after_writing(self, triples, run, progress):
-        original(self, triples[:3], run, progress)  # real writes reach the server
+    def fail_after_writing(self, triples, run, progress, existed):
+        original(self, triples[:3], run, progress, existed)  # real writes reach the server
         raise ConnectionResetError("connection lost (injected)")
 
     monkeypatch.setattr(Neo4jStore, "_merge_edges", fail_after_writing)

@@ -1,0 +1,197 @@
+r"""Evidence for an answer: the top nodes and the seed → answer paths that carried the most
+attention.
+
+Each edge's score becomes a length :math:`-\log s` (scores are clamped to ``[1e-12, 1]``),
+so the shortest path is the one with the largest product of edge scores, and the path score
+reported is that product. How per-layer scores combine is ``mode``:
+
+* ``"aligned"`` (default) — step :math:`t` of a path is scored by layer :math:`t`:
+  :math:`\mathrm{score}(e_1 \ldots e_L) = \prod_{t=1}^{L} s^{(t)}_{e_t}`, ``L ≤ min(max_len,
+  layers)``. This is how activation moves in :class:`~kgmm.reasoning.gnn.RelationAttentionConv`
+  (hop ``t`` follows the relations picked at step ``t``), so a question "hypernym of the
+  hypernym" gets the hypernym–hypernym path and not a path whose relations only match some
+  layer. The search runs on the layered graph of ``(node, step)`` states.
+* ``"max"`` — one score per edge, :math:`s_e = \max_t s^{(t)}_e`; paths up to ``max_len``
+  edges, whatever the number of layers.
+
+Edge scores may have ``E`` entries (edges walkable in their stored direction only, as
+messages flowed) or ``2E`` (entry ``E + e`` is edge ``e`` walked backwards, as
+:func:`~kgmm.reasoning.gnn.add_reverse_edges` lays them out). Between the same two nodes only
+the best-scoring edge is kept, and the ``k`` best simple paths come from networkx's
+``shortest_simple_paths`` (Yen's algorithm) from a virtual source joined to every seed
+(``seed_mask``, else ``seed_score > 0``). Everything is deterministic: ties follow edge order.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor
+
+if TYPE_CHECKING:
+    from .kg_reasoner import ReasonerOutput
+
+__all__ = ["Evidence", "EvidencePath", "extract_evidence", "graph_evidence", "graph_slice"]
+
+MIN_SCORE = 1e-12
+MODES = ("aligned", "max")
+
+
+@dataclass(frozen=True)
+class EvidencePath:
+    """A path from a seed (``nodes[0]``) to the answer (``nodes[-1]``).
+
+    ``edges[i]`` indexes ``data.edge_index`` (the stored edge between ``nodes[i]`` and
+    ``nodes[i+1]``), ``relations[i]`` is its stored relation id and ``reversed[i]`` says the
+    path walks it against its stored direction. ``score`` is the product of the edge scores.
+    """
+
+    nodes: list[int]
+    edges: list[int]
+    relations: list[int]
+    reversed: list[bool]
+    score: float
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """``top_nodes``: ``(node, score)`` best first; ``paths``: best first."""
+
+    answer_node: int
+    top_nodes: list[tuple[int, float]]
+    paths: list[EvidencePath]
+
+
+def _seeds(data: Any) -> list[int]:
+    mask = getattr(data, "seed_mask", None)
+    if mask is None:
+        score = getattr(data, "seed_score", None)
+        if score is None:
+            raise ValueError("the graph has neither seed_mask nor seed_score")
+        mask = score > 0
+    return [int(i) for i in torch.nonzero(mask.reshape(-1)).reshape(-1)]
+
+
+def _arcs(data: Any, scores: Tensor) -> list[tuple[int, int, int, bool, float]]:
+    """``(u, v, stored edge, reversed, score)`` for every walkable direction of every edge."""
+    edge_index = data.edge_index
+    n_edges = edge_index.size(1)
+    if scores.numel() not in (n_edges, 2 * n_edges):
+        raise ValueError(f"edge scores have {scores.numel()} entries; the graph has {n_edges} "
+                         f"edges (expected {n_edges} or {2 * n_edges})")
+    src, dst = edge_index[0].tolist(), edge_index[1].tolist()
+    values = scores.detach().double().clamp(MIN_SCORE, 1.0).tolist()
+    arcs = [(src[e], dst[e], e, False, values[e]) for e in range(n_edges)]
+    if scores.numel() == 2 * n_edges:
+        arcs += [(dst[e], src[e], e, True, values[n_edges + e]) for e in range(n_edges)]
+    return arcs
+
+
+def _best_arcs(arcs: list[tuple[int, int, int, bool, float]]) -> dict[tuple[Any, Any], Any]:
+    """Keep, for each ordered node pair, the best-scoring arc (first one on ties)."""
+    best: dict[tuple[Any, Any], Any] = {}
+    for arc in arcs:
+        key = (arc[0], arc[1])
+        if key not in best or arc[4] > best[key][4]:
+            best[key] = arc
+    return best
+
+
+def extract_evidence(data: Any, edge_scores: Sequence[Tensor], node_scores: Tensor,
+                     answer_node: int, k_paths: int = 3, max_len: int = 4,
+                     top_nodes: int = 5, mode: str = "aligned") -> Evidence:
+    """Top nodes and the ``k_paths`` best seed → answer paths of one graph (module docstring).
+
+    Args:
+        data: one graph (``edge_index``, ``edge_type``, ``seed_mask`` or ``seed_score``).
+        edge_scores: one tensor per layer, ``[E]`` or ``[2E]``, values in ``[0, 1]``.
+        node_scores: ``[N]`` (e.g. ``ReasonerOutput.node_activation`` of this graph).
+        answer_node: local index of the answer.
+        k_paths: number of paths.
+        max_len: longest path, in edges.
+        top_nodes: number of top nodes.
+        mode: ``"aligned"`` or ``"max"``.
+    """
+    import networkx as nx
+
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if not edge_scores:
+        raise ValueError("need the edge scores of at least one layer")
+    order = torch.sort(node_scores.detach().reshape(-1), descending=True, stable=True)
+    best_nodes = [(int(i), float(v)) for v, i in zip(order.values[:top_nodes].tolist(),
+                                                      order.indices[:top_nodes].tolist(),
+                                                      strict=True)]
+    seeds = _seeds(data)
+    edge_type = getattr(data, "edge_type", None)
+    rel = (edge_type.tolist() if edge_type is not None
+           else [0] * data.edge_index.size(1))
+    graph = nx.DiGraph()
+    source, target = ("source",), ("target",)
+    if mode == "max":
+        combined = torch.stack([s.detach().reshape(-1) for s in edge_scores]).amax(dim=0)
+        arcs = _best_arcs(_arcs(data, combined))
+        for (u, v), arc in arcs.items():
+            graph.add_edge(u, v, weight=-math.log(arc[4]), arc=arc)
+        for s in seeds:
+            graph.add_edge(source, s, weight=0.0, arc=None)
+        graph.add_edge(answer_node, target, weight=0.0, arc=None)
+        steps = max_len
+    else:
+        steps = min(max_len, len(edge_scores))
+        for t in range(1, steps + 1):
+            for (u, v), arc in _best_arcs(_arcs(data, edge_scores[t - 1])).items():
+                graph.add_edge((u, t - 1), (v, t), weight=-math.log(arc[4]), arc=arc)
+        for s in seeds:
+            graph.add_edge(source, (s, 0), weight=0.0, arc=None)
+        for t in range(steps + 1):
+            graph.add_edge((answer_node, t), target, weight=0.0, arc=None)
+    paths: list[EvidencePath] = []
+    if graph.has_node(source) and graph.has_node(target):
+        # Yen's algorithm yields paths by increasing length; the layered graph may also give
+        # paths that revisit a node, and "max" paths may be too long: skip those (bounded).
+        candidates = nx.shortest_simple_paths(graph, source, target, weight="weight")
+        for path in itertools.islice(candidates, 50 * k_paths + 50):
+            hops = [graph.edges[a, b]["arc"] for a, b in itertools.pairwise(path[1:-1])]
+            if mode == "max":
+                nodes = list(path[1:-1])
+            else:
+                nodes = [state[0] for state in path[1:-1]]
+            if len(hops) > max_len or len(set(nodes)) != len(nodes):
+                continue
+            score = math.prod(arc[4] for arc in hops)
+            paths.append(EvidencePath(nodes=nodes, edges=[arc[2] for arc in hops],
+                                      relations=[int(rel[arc[2]]) for arc in hops],
+                                      reversed=[arc[3] for arc in hops], score=score))
+            if len(paths) == k_paths:
+                break
+    return Evidence(answer_node=answer_node, top_nodes=best_nodes, paths=paths)
+
+
+def graph_slice(output: ReasonerOutput, batch: Any, graph: int) -> tuple[Any, list[Tensor],
+                                                                        Tensor]:
+    """One graph of a batched :class:`~kgmm.reasoning.kg_reasoner.ReasonerOutput`:
+    ``(data, edge_scores ([E_g] or [2E_g] per layer), node_activation [N_g])``."""
+    data = batch.get_example(graph)
+    b = batch.batch
+    n_edges = batch.edge_index.size(1)
+    mask = b[batch.edge_index[0]] == graph
+    scores = []
+    for s in output.edge_scores:
+        if s.numel() == 2 * n_edges:
+            scores.append(torch.cat([s[:n_edges][mask], s[n_edges:][mask]]))
+        else:
+            scores.append(s[mask])
+    return data, scores, output.node_activation[b == graph]
+
+
+def graph_evidence(output: ReasonerOutput, batch: Any, graph: int, answer_node: int,
+                   **kwargs: Any) -> Evidence:
+    """:func:`extract_evidence` for graph ``graph`` of a batch (``answer_node`` is local)."""
+    data, scores, node_scores = graph_slice(output, batch, graph)
+    return extract_evidence(data, scores, node_scores, answer_node, **kwargs)
