@@ -158,8 +158,9 @@ class EmbeddedStore:
                 if previous is None:
                     # a fresh store: Oxigraph loads (in Rust, GIL released) while we compile
                     changed: list[str] = []
+                    payload = _serialise(data, progress)
                     loader = _Background(lambda: self._load_aside(
-                        data, None, [], target / "oxigraph", progress))
+                        payload, None, [], target / "oxigraph", progress))
                     try:
                         snapshot = _compile(data, progress)
                     finally:
@@ -172,7 +173,8 @@ class EmbeddedStore:
                         shutil.rmtree(target, ignore_errors=True)
                         return ImportReport(data.source, 0, 0, 0, 0,
                                             time.perf_counter() - started)
-                    self._load_aside(data, live, changed, target / "oxigraph", progress)
+                    self._load_aside(_serialise(data, progress), live, changed,
+                                     target / "oxigraph", progress)
                 snapshot.save(target / "snapshot")
                 self.close()
                 self._write_current(new_generation)
@@ -193,9 +195,9 @@ class EmbeddedStore:
             seconds=time.perf_counter() - started,
         )
 
-    def _load_aside(self, data: GraphData, live: str | None, changed: list[str], target: Path,
+    def _load_aside(self, payload: bytes, live: str | None, changed: list[str], target: Path,
                     progress: ProgressCallback | None) -> None:
-        """Copy the live database to ``target`` and load ``data`` into the copy."""
+        """Copy the live database to ``target``, drop ``changed`` records, load ``payload``."""
         import pyoxigraph as ox
 
         if live is not None:
@@ -206,9 +208,6 @@ class EmbeddedStore:
         store = ox.Store(str(target))
         try:
             _drop_statements(store, changed)
-            _step(progress, "serialise", 0)
-            payload = _to_ntriples(data)
-            _step(progress, "serialise", 1)
             _step(progress, "load", 0)
             store.bulk_load(payload, format=ox.RdfFormat.N_TRIPLES)
             store.flush()
@@ -345,6 +344,13 @@ class _Background:
         self._thread.join()
         if self._error is not None:
             raise self._error
+
+
+def _serialise(data: GraphData, progress: ProgressCallback | None) -> bytes:
+    _step(progress, "serialise", 0)
+    payload = _to_ntriples(data)
+    _step(progress, "serialise", 1)
+    return payload
 
 
 def _compile(data: GraphData, progress: ProgressCallback | None) -> CompiledKG:

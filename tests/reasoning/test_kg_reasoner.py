@@ -253,9 +253,9 @@ def test_loss_formula_by_hand() -> None:
                        [0.8, 0.3])
     targets = torch.tensor([1.0, 0.0, 1.0, 0.0, 0.0])
     loss = reasoner_loss(out, batch, targets, torch.tensor([-1, 1]), torch.tensor([1.0, 0.0]))
-    p = torch.tensor([1.0, 2.0, 0.5]).softmax(0)
+    p = torch.tensor([1.0, 2.0, 0.5]).softmax(0).tolist()
     node = -math.log(p[0] + p[2])
-    vocab = -torch.tensor([1.0, -1.0, 0.0]).log_softmax(0)[1]
+    vocab = -float(torch.tensor([1.0, -1.0, 0.0]).log_softmax(0)[1])
     gate = -(math.log(0.8) + math.log(0.7)) / 2
     torch.testing.assert_close(loss, torch.tensor(node + vocab + gate))
     # soft targets (VQA-style weights): -log Σ t_v p_v
@@ -281,8 +281,9 @@ def test_predict_mixes_nodes_and_vocabulary() -> None:
     out = _fake_output([0.0, math.log(3.0), 0.0, 0.0, 0.0],
                        [[math.log(3.0), 0.0], [0.0, math.log(4.0)]], [0.5, 0.1])
     ranked = predict(out, batch, k=3)
-    assert ranked[0] == [Candidate("node", 1, 0.375, 8), Candidate("vocab", 0, 0.375),
-                         Candidate("node", 0, 0.125, 7)]
+    assert ranked[0] == [Candidate("node", 1, pytest.approx(0.375), 8),
+                         Candidate("vocab", 0, pytest.approx(0.375)),
+                         Candidate("node", 0, pytest.approx(0.125), 7)]
     assert ranked[1][0] == Candidate("vocab", 1, pytest.approx(0.72))
     assert ranked[1][1] == Candidate("vocab", 0, pytest.approx(0.18))
     assert ranked[1][2].kind == "node" and ranked[1][2].score == pytest.approx(0.1 / 3)
@@ -370,12 +371,13 @@ def test_vocab_classifier_baseline_learns_query_to_answer() -> None:
     head = VocabClassifier(6, 4, hidden=16, dropout=0.0)
     q = torch.randn(32, 6)
     y = q[:, :4].argmax(-1)
-    opt = torch.optim.Adam(head.parameters(), lr=1e-2)
-    for _ in range(100):
-        loss = F.cross_entropy(head(q), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    opt = torch.optim.Adam(head.parameters(), lr=2e-2)
+    with one_thread():
+        for _ in range(60):
+            loss = F.cross_entropy(head(q), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
     assert head(q).shape == (32, 4) and (head(q).argmax(-1) == y).float().mean() > 0.95
     before = head.lin1.weight.clone()
     head.reset_parameters()
