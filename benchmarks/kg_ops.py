@@ -16,7 +16,7 @@ Measures, in one run, on the machine it runs on:
 
 Usage::
 
-    python benchmarks/kg_ops.py [--json FILE] [--no-neo4j] [--repeat N]
+    python benchmarks/kg_ops.py [--json FILE] [--markdown FILE] [--no-neo4j] [--repeat N]
 
 Neo4j: uses ``KGMM_NEO4J_URI``/``USER``/``PASSWORD`` when set, else starts the test server
 from ``scripts/neo4j_server.py``. Prints a table; ``--json`` writes
@@ -245,9 +245,22 @@ def print_table(results: dict[str, dict[str, float]], sizes: dict[str, int]) -> 
         f"{k.split(':', 1)[1]}={v}" for k, v in sorted(sizes.items(), key=lambda kv: -kv[1])[:10]))
 
 
+def markdown_table(results: dict[str, dict[str, float]]) -> str:
+    """The results as a Markdown table (median seconds, and the factor against kgmm)."""
+    lines = ["| operation | tool | median | vs kgmm |", "|---|---|---|---|"]
+    for operation, tools in results.items():
+        base = tools.get("kgmm")
+        for tool, seconds in tools.items():
+            ratio = f"{seconds / base:.1f}×" if base and tool != "kgmm" else ""
+            shown = f"{seconds * 1e3:.2f} ms" if seconds < 1 else f"{seconds:.2f} s"
+            lines.append(f"| {operation} | {tool} | {shown} | {ratio} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", type=Path, help="write {operation: {tool: seconds}} here")
+    parser.add_argument("--markdown", type=Path, help="write the table as Markdown here")
     parser.add_argument("--no-neo4j", action="store_true", help="skip Neo4j measurements")
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
@@ -284,6 +297,8 @@ def main() -> None:
     print_table(results, sizes)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
+    if args.markdown:
+        args.markdown.write_text(markdown_table(results))
 
 
 if __name__ == "__main__":
