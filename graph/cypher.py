@@ -171,13 +171,17 @@ class _Timeout(Exception):
 
 
 def _run_with_timeout(fn: Any, timeout_s: float) -> Any:
-    """Run ``fn()``; stop it after ``timeout_s`` (SIGALRM in the main thread, else a waiter)."""
+    """Run ``fn()``; stop it after ``timeout_s`` (SIGALRM in the main thread, else a waiter).
+
+    The alarm re-fires every 50 ms after the deadline: an exception raised while Python runs a
+    gc callback or a finaliser is swallowed there, so one signal alone may be lost.
+    """
     if threading.current_thread() is threading.main_thread():
         def on_alarm(signum: int, frame: Any) -> None:
             raise _Timeout
 
         previous = signal.signal(signal.SIGALRM, on_alarm)
-        signal.setitimer(signal.ITIMER_REAL, timeout_s)
+        signal.setitimer(signal.ITIMER_REAL, timeout_s, 0.05)
         try:
             return fn()
         finally:
