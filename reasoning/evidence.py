@@ -152,16 +152,14 @@ def extract_evidence(data: Any, edge_scores: Sequence[Tensor], node_scores: Tens
         for t in range(steps + 1):
             graph.add_edge((answer_node, t), target, weight=0.0, arc=None)
     paths: list[EvidencePath] = []
-    if graph.has_node(source) and graph.has_node(target):
+    if (graph.has_node(source) and graph.has_node(target)
+            and nx.has_path(graph, source, target)):
         # Yen's algorithm yields paths by increasing length; the layered graph may also give
         # paths that revisit a node, and "max" paths may be too long: skip those (bounded).
         candidates = nx.shortest_simple_paths(graph, source, target, weight="weight")
         for path in itertools.islice(candidates, 50 * k_paths + 50):
             hops = [graph.edges[a, b]["arc"] for a, b in itertools.pairwise(path[1:-1])]
-            if mode == "max":
-                nodes = list(path[1:-1])
-            else:
-                nodes = [state[0] for state in path[1:-1]]
+            nodes = [v if mode == "max" else v[0] for v in path[1:-1]]  # (node, step) states
             if len(hops) > max_len or len(set(nodes)) != len(nodes):
                 continue
             score = math.prod(arc[4] for arc in hops)

@@ -9,9 +9,12 @@ One forward pass over a PyG ``Batch`` of subgraphs (see :func:`make_reasoner_bat
    :class:`~kgmm.reasoning.gnn.RelationAttentionConv` (also propagates the activation
    ``p_t`` from ``p_0 = seed``), :class:`~kgmm.reasoning.gnn.FiLMRGATConv` or
    :class:`~kgmm.reasoning.gnn.FiLMRGCNConv`;
-3. node scores ``ℓ_v = MLP([h_v ; q̃ ; p_v])`` with ``p_v = Σ_t c_t p_t(v)``,
-   ``c = softmax(W_c q̃)`` over the steps (relation_attention; TransferNet's hop attention,
-   so the chain may be shorter than ``layers``) or ``p_v = seed_v`` (other convs);
+3. node scores ``ℓ_v = MLP([h_v ; q̃ ; p_v]) + λ·log(p_v + 10⁻³)`` with
+   ``p_v = Σ_t c_t p_t(v)``, ``c = softmax(W_c q̃)`` over the steps (relation_attention;
+   TransferNet's hop attention, so the chain may be shorter than ``layers``; ``λ`` is learned,
+   starting at 1, and ties the score to the transparent activation — without it the MLP
+   memorised training graphs through ``h`` and generalised worse), or ``ℓ_v = MLP([h_v ; q̃ ;
+   seed_v])`` (rgat, rgcn);
 4. pooled graph state ``g = [mean_v h_v ; Σ_v π_v h_v]`` with ``π = softmax_graph(ℓ)``;
    vocabulary logits ``MLP([q̃ ; g])`` and the gate ``σ(MLP([q̃ ; g]))`` = P(answer is a node).
 """
@@ -151,6 +154,7 @@ class ReasonerOutput:
             of ``node_logits``.
         edge_index: ``[2, E']`` the edges the convs used.
         edge_type: ``[E']`` their relation ids.
+        step_activations: relation_attention: ``p_t`` after each layer (``[N]`` each).
     """
 
     node_logits: Tensor
@@ -241,6 +245,8 @@ class KGReasoner(nn.Module):
         for module in self.modules():
             if module is not self and hasattr(module, "reset_parameters"):
                 module.reset_parameters()
+        if self.p_scale is not None:
+            nn.init.ones_(self.p_scale)
 
     def forward(self, batch: Batch | Data) -> ReasonerOutput:
         c = self.config

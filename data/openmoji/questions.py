@@ -474,19 +474,26 @@ class QuestionGenerator:
                         program, [], objects=[view.objects[x]["synset_id"],
                                               view.objects[y]["synset_id"]])
 
-    def _reference(self, view: _View, rng: random.Random) -> tuple[int, str, dict] | None:
+    @staticmethod
+    def _references(view: _View) -> list[tuple[int, str, dict[str, Any]]]:
+        """Every way to point at one object: ``the X`` (a single instance) or a position."""
+        refs = [(k, view.objects[k]["name"],
+                 {"op": "find", "synset": view.objects[k]["synset_id"], "object": k})
+                for k in view.single_instance()]
+        if len(view.objects) > 1:
+            for direction in ("left", "right", "top", "bottom"):
+                k = view.extreme(direction)
+                if k is not None:
+                    refs.append((k, _EXTREME_PHRASE[direction],
+                                 {"op": "extreme", "direction": direction, "object": k,
+                                  "synset": view.objects[k]["synset_id"]}))
+        return refs
+
+    def _reference(self, view: _View, rng: random.Random
+                   ) -> tuple[int, str, dict[str, Any]] | None:
         """An object and how to name it: ``the X`` (a single instance) or a position."""
-        singles = view.single_instance()
-        if singles and rng.random() < 0.6:
-            k = self._pick(rng, singles)
-            return k, view.objects[k]["name"], {"op": "find", "synset": view.objects[k][
-                "synset_id"], "object": k}
-        direction = self._pick(rng, ("left", "right", "top", "bottom"))
-        k = view.extreme(direction) if len(view.objects) > 1 else None
-        if k is None:
-            return None
-        return k, _EXTREME_PHRASE[direction], {"op": "extreme", "direction": direction,
-                                               "object": k}
+        refs = self._references(view)
+        return self._pick(rng, refs) if refs else None
 
     def _category(self, view: _View, rng: random.Random) -> Question | None:
         ref = self._reference(view, rng)
@@ -588,20 +595,20 @@ class QuestionGenerator:
                         objects=[facts.synset_id])
 
     def _common(self, view: _View, rng: random.Random) -> Question | None:
-        singles = view.single_instance()
-        if len(singles) < 2:
+        refs = self._references(view)
+        if len(refs) < 2:
             return None
-        x, y = rng.sample(singles, 2)
+        (x, phrase_x, step_x), (y, phrase_y, step_y) = rng.sample(refs, 2)
         a, b = view.objects[x]["synset_id"], view.objects[y]["synset_id"]
+        if a == b:
+            return None
         common = self._most_specific_common(a, b)
         if not common:
             return None
-        text = self._template(rng, "common_category", x=view.objects[x]["name"],
-                              y=view.objects[y]["name"])
+        text = self._template(rng, "common_category", x=phrase_x, y=phrase_y)
         support = [t for c in common for s in (a, b) for t in self.facts[s].categories[c]]
-        program = [{"op": "find", "synset": a, "object": x},
-                   {"op": "find", "synset": b, "object": y},
-                   {"op": "common_category", "result": common}]
+        program = [step_x, step_y, {"op": "common_category", "synsets": [a, b],
+                                    "result": common}]
         return Question("common_category", text, spread_answers(common), common, "other",
                         [self._cat(c).synset_id for c in common], program, _dedupe(support),
                         categories=common, objects=[a, b])

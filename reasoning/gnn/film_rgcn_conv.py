@@ -33,10 +33,11 @@ class FiLM(nn.Module):
     r"""Feature-wise linear modulation by a query (Perez et al., 2018).
 
     .. math::
-        \mathbf{h}'' = \boldsymbol\gamma(\mathbf{q}) \odot \mathbf{h} + \boldsymbol\beta(\mathbf{q}),
-        \qquad \boldsymbol\gamma(\mathbf{q}) = \mathbf{1} + \mathbf{W}_\gamma \mathbf{q}
-        + \mathbf{b}_\gamma, \qquad \boldsymbol\beta(\mathbf{q}) = \mathbf{W}_\beta \mathbf{q}
-        + \mathbf{b}_\beta
+        \mathbf{h}'' = \boldsymbol\gamma(\mathbf{q}) \odot \mathbf{h}
+        + \boldsymbol\beta(\mathbf{q}), \qquad
+        \boldsymbol\gamma(\mathbf{q}) = \mathbf{1} + \mathbf{W}_\gamma \mathbf{q}
+        + \mathbf{b}_\gamma, \qquad
+        \boldsymbol\beta(\mathbf{q}) = \mathbf{W}_\beta \mathbf{q} + \mathbf{b}_\beta
 
     With :math:`\mathbf{W}, \mathbf{b} = 0` it is the identity (``γ = 1, β = 0``).
 

