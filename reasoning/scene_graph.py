@@ -1,0 +1,239 @@
+"""One question's reasoning graph: the KG around the linked entities, plus the scene's objects.
+
+Nodes:
+* **KG nodes** — the entities linked from the question (mentions) and from the image (each
+  detected object's candidate entities), their 2-hop neighbourhood over the structural
+  relations (``relations``), and every ancestor of a linked entity along ``hypernym`` /
+  ``instance_hypernym`` up to ``max_depth`` levels;
+* **object nodes** — one per detected object, carrying its visual embedding (which lives in the
+  same space as node text embeddings, see :mod:`.scene_parser`) and its position.
+
+Edges (relation ids after the KG's ``R`` relations):
+* the KG's own triples among KG nodes;
+* ``ancestor`` (``R``): linked entity → each of its ancestors (the transitive closure of the
+  taxonomy, so "is a dog an animal" is one step instead of seven);
+* ``depicts`` (``R+1``): object node → its candidate entities with link probability ≥
+  ``min_link``;
+* ``left_of`` (``R+2``), ``above`` (``R+3``), ``next_to`` (``R+4``) between object nodes, from
+  their centres (``a`` left of ``b`` when ``x_a + margin < x_b``); the reasoner adds reversed
+  edges, which read as right-of and below.
+
+Per-node extra features (``node_extra``): is-object, mention score, image-link score,
+taxonomy distance from the nearest linked entity (scaled), how many linked entities it is an
+ancestor of (scaled), log degree, and for objects: x, y, rank of x and of y among objects,
+objectness.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from kgmm.graph.compiled import CompiledKG
+
+from .question_linking import Mention
+
+EXTRA_RELATIONS = ("ancestor", "depicts", "left_of", "above", "next_to")
+NODE_EXTRA_DIM = 11
+TAXONOMY = ("hypernym", "instance_hypernym")
+STRUCTURAL = ("hypernym", "instance_hypernym", "part_meronym", "part_holonym",
+              "member_meronym", "member_holonym", "substance_meronym", "substance_holonym")
+
+
+@dataclass
+class ObjectObservation:
+    """A detected object: centre in [0, 1]², objectness, candidate entities, embedding."""
+
+    x: float
+    y: float
+    objectness: float
+    candidates: list[tuple[int, float]]
+    embedding: Tensor
+
+
+@dataclass
+class GraphConfig:
+    """How much KG each question gets (JSON round-trip via ``vars``)."""
+
+    hops: int = 2
+    fanout: int = 12
+    max_depth: int = 12
+    max_nodes: int = 400
+    min_link: float = 0.15
+    max_candidates: int = 3
+    spatial_margin: float = 0.08
+    relations: tuple[str, ...] = STRUCTURAL
+
+    def to_dict(self) -> dict:
+        return {**vars(self), "relations": list(self.relations)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> GraphConfig:
+        return cls(**{**data, "relations": tuple(data.get("relations", STRUCTURAL))})
+
+
+@dataclass
+class ReasoningGraph:
+    """The tensors the reasoner consumes, plus what decoding and evidence need."""
+
+    x: Tensor
+    node_extra: Tensor
+    edge_index: Tensor
+    edge_type: Tensor
+    seed_score: Tensor
+    kg_index: Tensor  # KG node index, or -1 for object nodes
+    object_slot: Tensor  # index into the observations, or -1 for KG nodes
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def num_nodes(self) -> int:
+        return int(self.x.shape[0])
+
+
+def ancestors(kg: CompiledKG, start: int, taxonomy: Sequence[int],
+              max_depth: int) -> dict[int, int]:
+    """Ancestors of ``start`` along taxonomy relations with their distance (BFS, ≤ max_depth)."""
+    found: dict[int, int] = {}
+    frontier = [start]
+    wanted = set(taxonomy)
+    for depth in range(1, max_depth + 1):
+        nxt = []
+        for node in frontier:
+            targets, rels = kg.out_edges(node)
+            for target, rel in zip(targets.tolist(), rels.tolist(), strict=True):
+                if rel in wanted and target not in found and target != start:
+                    found[target] = depth
+                    nxt.append(target)
+        if not nxt:
+            break
+        frontier = nxt
+    return found
+
+
+def build_graph(kg: CompiledKG, mentions: Sequence[Mention],
+                observations: Sequence[ObjectObservation],
+                node_embeddings: Callable[[np.ndarray], Tensor],
+                config: GraphConfig | None = None) -> ReasoningGraph:
+    """Assemble the reasoning graph of one question (see the module docstring)."""
+    config = config or GraphConfig()
+    R = kg.num_relations
+    taxonomy = [kg.relation_index(r) for r in TAXONOMY if r in kg.relation_ids]
+    relations = [r for r in config.relations if r in kg.relation_ids]
+
+    mention_score: dict[int, float] = {}
+    for mention in mentions:
+        for index, score in zip(mention.candidates, mention.scores, strict=True):
+            mention_score[index] = max(mention_score.get(index, 0.0), score)
+    link_score: dict[int, float] = {}
+    depicts: list[tuple[int, int]] = []  # (object slot, kg index)
+    for slot, obs in enumerate(observations):
+        for index, prob in obs.candidates[:config.max_candidates]:
+            if prob >= config.min_link:
+                link_score[index] = max(link_score.get(index, 0.0), prob)
+                depicts.append((slot, index))
+    linked = sorted(set(mention_score) | set(link_score))
+
+    kg_nodes: set[int] = set(linked)
+    src: list[int] = []
+    dst: list[int] = []
+    rel: list[int] = []
+    if linked:
+        sub = kg.subgraph(linked, hops=config.hops, fanout=config.fanout, relations=relations,
+                          max_nodes=config.max_nodes)
+        n_id = sub.n_id.tolist()
+        kg_nodes.update(n_id)
+        for (s, d), r in zip(sub.edge_index.t().tolist(), sub.edge_type.tolist(), strict=True):
+            src.append(n_id[s])
+            dst.append(n_id[d])
+            rel.append(r)
+    distance: dict[int, int] = {i: 0 for i in linked}
+    ancestor_of: dict[int, int] = {}
+    for entity in linked:
+        for anc, depth in ancestors(kg, entity, taxonomy, config.max_depth).items():
+            kg_nodes.add(anc)
+            src.append(entity)
+            dst.append(anc)
+            rel.append(R)
+            distance[anc] = min(distance.get(anc, depth), depth)
+            ancestor_of[anc] = ancestor_of.get(anc, 0) + 1
+
+    kg_list = sorted(kg_nodes)
+    local = {g: i for i, g in enumerate(kg_list)}
+    n_kg, n_obj = len(kg_list), len(observations)
+    edges = {(local[s], local[d], r) for s, d, r in zip(src, dst, rel, strict=True)}
+    edges |= {(n_kg + slot, local[index], R + 1) for slot, index in depicts}
+    for a, oa in enumerate(observations):
+        for b, ob in enumerate(observations):
+            if a == b:
+                continue
+            if oa.x + config.spatial_margin < ob.x:
+                edges.add((n_kg + a, n_kg + b, R + 2))
+            if oa.y + config.spatial_margin < ob.y:
+                edges.add((n_kg + a, n_kg + b, R + 3))
+            if a < b and abs(oa.x - ob.x) + abs(oa.y - ob.y) < 0.45:
+                edges.add((n_kg + a, n_kg + b, R + 4))
+    ordered = sorted(edges)
+    edge_index = torch.tensor([[e[0] for e in ordered], [e[1] for e in ordered]],
+                              dtype=torch.long).reshape(2, -1)
+    edge_type = torch.tensor([e[2] for e in ordered], dtype=torch.long)
+
+    kg_x = node_embeddings(np.asarray(kg_list, dtype=np.int64)) if kg_list else torch.zeros(
+        0, _dim(observations, node_embeddings))
+    obj_x = (torch.stack([o.embedding.float() for o in observations]) if observations
+             else torch.zeros(0, kg_x.shape[1]))
+    x = torch.cat([kg_x, obj_x])
+
+    degree = kg.degree()
+    extra = torch.zeros(n_kg + n_obj, NODE_EXTRA_DIM)
+    n_linked = max(len(linked), 1)
+    for i, g in enumerate(kg_list):
+        extra[i, 1] = mention_score.get(g, 0.0)
+        extra[i, 2] = link_score.get(g, 0.0)
+        extra[i, 3] = min(distance.get(g, config.max_depth + 1), config.max_depth + 1) / (
+            config.max_depth + 1)
+        extra[i, 4] = ancestor_of.get(g, 0) / n_linked
+        extra[i, 5] = float(np.log1p(degree[g])) / 10.0
+    if n_obj:
+        xs = np.array([o.x for o in observations])
+        ys = np.array([o.y for o in observations])
+        rank_x = xs.argsort().argsort() / max(n_obj - 1, 1)
+        rank_y = ys.argsort().argsort() / max(n_obj - 1, 1)
+        for slot, obs in enumerate(observations):
+            row = n_kg + slot
+            extra[row, 0] = 1.0
+            extra[row, 6] = obs.x
+            extra[row, 7] = obs.y
+            extra[row, 8] = float(rank_x[slot]) if n_obj > 1 else 0.5
+            extra[row, 9] = float(rank_y[slot]) if n_obj > 1 else 0.5
+            extra[row, 10] = obs.objectness
+
+    seed = torch.zeros(n_kg + n_obj)
+    for i, g in enumerate(kg_list):
+        seed[i] = mention_score.get(g, 0.0)
+    for slot, obs in enumerate(observations):
+        seed[n_kg + slot] = 0.5 * obs.objectness
+    return ReasoningGraph(
+        x=x, node_extra=extra, edge_index=edge_index, edge_type=edge_type, seed_score=seed,
+        kg_index=torch.tensor(kg_list + [-1] * n_obj, dtype=torch.long),
+        object_slot=torch.tensor([-1] * n_kg + list(range(n_obj)), dtype=torch.long),
+    )
+
+
+def _dim(observations: Sequence[ObjectObservation], node_embeddings: Callable) -> int:
+    if observations:
+        return int(observations[0].embedding.shape[-1])
+    return int(node_embeddings(np.zeros(1, dtype=np.int64)).shape[-1])
+
+
+def relation_names(kg: CompiledKG) -> list[str]:
+    """Names of every relation id a reasoning graph uses (KG relations, then the extras)."""
+    return [*kg.relation_ids, *EXTRA_RELATIONS]
+
+
+def relation_inverse(kg: CompiledKG) -> list[int]:
+    """Inverse relation ids for the reasoner's reversed edges (-1 = reverse gets its own id)."""
+    return [*kg.relation_inverse, *([-1] * len(EXTRA_RELATIONS))]
