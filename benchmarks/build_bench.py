@@ -43,6 +43,7 @@ def main() -> None:
     kg = load_default_kg()
     kg_seconds = time.perf_counter() - start
     plan_benchmark(kg, args.seed, args.size)  # warm: category paths are cached per process
+    load_before = os.getloadavg()[0]
     results: dict[str, Any] = {"scenes": args.scenes, "size": args.size, "repeat": args.repeat,
                                "cpu_count": os.cpu_count(), "kg_load_s": round(kg_seconds, 2),
                                "runs": []}
@@ -70,8 +71,11 @@ def main() -> None:
                 "resume_s": round(resume, 2),
                 "resume_scenes_per_s": round(args.scenes / resume, 1),
             })
+    results["load_average"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
     print(f"OpenMoji-scenes build: {args.scenes} scenes at {args.size} px "
-          f"({os.cpu_count()} CPUs; WordNet loaded in {kg_seconds:.1f} s, not counted)")
+          f"({os.cpu_count()} CPUs, load average {load_before:.1f} → "
+          f"{results['load_average'][1]:.1f}; WordNet loaded in {kg_seconds:.1f} s, "
+          "not counted)")
     print(f"{'workers':>8} {'build s':>9} {'scenes/s':>9} {'resume s':>9} {'scenes/s':>9}")
     for run in results["runs"]:
         print(f"{run['workers']:>8} {run['build_s']:>9.2f} {run['scenes_per_s']:>9.1f} "

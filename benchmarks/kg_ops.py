@@ -222,7 +222,9 @@ def start_neo4j() -> Any:
     module = importlib.util.module_from_spec(spec)
     sys.modules["neo4j_server"] = module
     spec.loader.exec_module(module)
-    server = module.Neo4jTestServer()
+    # full JIT and a larger heap: the test default (C1 only) is tuned for start-up, not load
+    server = module.Neo4jTestServer(jvm_opts=("-Xmx1g", "-XX:+UseParallelGC",
+                                              "-Dfile.encoding=UTF-8"))
     server.start()
     os.environ.update(KGMM_NEO4J_URI=server.uri, KGMM_NEO4J_USER=server.user,
                       KGMM_NEO4J_PASSWORD=server.password)

@@ -56,6 +56,7 @@ from .categories import CATEGORIES, HELD_OUT, Category, Taxonomy, filter_links
 from .linking import LINKS_FILE, EmojiLink, read_links
 from .questions import (
     FAMILIES,
+    MASS_NOUNS,
     ObjectFacts,
     Question,
     QuestionGenerator,
@@ -72,6 +73,7 @@ __all__ = [
     "SPLITS",
     "BenchmarkPlan",
     "build_benchmark",
+    "default_workers",
     "image_file",
     "load_default_kg",
     "plan_benchmark",
@@ -320,7 +322,7 @@ def build_benchmark(
         size: canvas side in pixels.
         kg: the compiled WordNet (default :func:`load_default_kg`).
         progress: called as ``progress(done, total)`` after each scene.
-        workers: processes that draw images (default: the CPU count, at most 8; 0 or 1 draw
+        workers: processes that draw images (default :func:`default_workers`; 0 or 1 draw
             in this process).
         questions_per_scene: questions asked of each scene.
         family_shares: target share of each family in train/val/test/test-novel-objects
@@ -395,8 +397,14 @@ def build_benchmark(
     return manifest
 
 
+def default_workers() -> int:
+    """Drawing processes by default: one per CPU but one (this process makes the questions
+    meanwhile), at most 8; on a 2-CPU machine that is none: drawing in-process is fastest."""
+    return max(1, min((os.cpu_count() or 1) - 1, 8))
+
+
 def _run_scenes(job: _SceneJob, tasks: list[tuple[str, int]], workers: int | None):
-    workers = min(os.cpu_count() or 1, 8) if workers is None else workers
+    workers = default_workers() if workers is None else workers
     if workers <= 1 or len(tasks) < 64:
         _init_worker(job)
         yield from (job.run(t) for t in tasks)
@@ -497,7 +505,7 @@ def _article(name: str) -> str:
 
 def _counted(name: str, count: int) -> str:
     if count == 1:
-        return _article(name)
+        return f"some {name}" if name in MASS_NOUNS else _article(name)
     return f"{_COUNT_WORDS.get(count, str(count))} {plural(name)}"
 
 

@@ -48,7 +48,9 @@ def compute_stats(data: str | os.PathLike[str]) -> dict[str, Any]:
     for r in train:
         answer_sets[r.question_type][r.multiple_choice_answer or r.answers[0]] += 1
     majority = {f: c.most_common(1)[0][0] for f, c in answer_sets.items()}
-    stats: dict[str, Any] = {"splits": {}, "answers": {}, "baselines": {}}
+    stats: dict[str, Any] = {"splits": {}, "answers": {}, "baselines": {}, "examples": {}}
+    for r in train:
+        stats["examples"].setdefault(r.question_type, [r.question, r.answers[0]])
     for split in SPLITS:
         by_family: dict[str, list[Any]] = defaultdict(list)
         for r in records[split]:
@@ -167,8 +169,14 @@ def render_datasheet(stats: dict[str, Any], data_name: str = "DIR") -> str:
         "## Question families",
         "",
     ]
-    examples = [[k + 1, f, _first_template(f)] for k, f in enumerate(FAMILIES)]
-    lines += _table(["#", "family", "example phrasing"], examples)
+    examples = [[k + 1, f, len(_templates(f)),
+                 " → ".join(stats["examples"].get(f, ["", ""]))]
+                for k, f in enumerate(FAMILIES)]
+    lines += ["Families 1–3 need the picture only; 4–10 also need the KG. Every question also",
+              "stores the ids of its answers' synsets, its program and its supporting triples.",
+              ""]
+    lines += _table(["#", "family", "phrasings", "example from train (question → answer)"],
+                    examples)
     lines += ["", "## Counts", ""]
     header = ["split", "scenes", "questions", *[str(k + 1) for k in range(len(FAMILIES))]]
     rows = [[split, s["scenes"], s["questions"], *[s["families"][f] for f in FAMILIES]]
@@ -196,7 +204,11 @@ def render_datasheet(stats: dict[str, Any], data_name: str = "DIR") -> str:
     if speed:
         lines += ["## Build speed", "",
                   f"`python benchmarks/build_bench.py`: {speed['scenes']} scenes at "
-                  f"{speed['size']} px on a machine with {speed['cpu_count']} CPUs, end to end",
+                  f"{speed['size']} px on a machine with {speed['cpu_count']} CPUs (1-minute "
+                  "load average "
+                  + " → ".join(str(x) for x in speed.get("load_average", [])) +
+                  " : the machine is shared), fastest of "
+                  f"{speed.get('repeat', 1)}, end to end",
                   "(sampling, drawing, JPEG, questions, captions, queries, JSON; the KG load and",
                   "the one-off sprite rendering not counted). *resume*: a rebuild that finds every",
                   "image done.", ""]
@@ -216,9 +228,9 @@ def _how(how: dict[str, int]) -> str:
     return ", ".join(f"{n} by {k}" for k, n in sorted(how.items(), key=lambda x: -x[1]))
 
 
-def _first_template(family: str) -> str:
-    keys = [k for k in TEMPLATES if k == family or k.startswith(family + "/")]
-    return " / ".join(TEMPLATES[k][0] for k in keys)
+def _templates(family: str) -> list[str]:
+    return [t for k, ts in TEMPLATES.items() if k == family or k.startswith(family + "/")
+            for t in ts]
 
 
 def write_datasheet(data: str | os.PathLike[str],

@@ -57,6 +57,7 @@ from .categories import Category, Taxonomy
 
 __all__ = [
     "FAMILIES",
+    "MASS_NOUNS",
     "TEMPLATES",
     "ObjectFacts",
     "Question",
@@ -125,9 +126,16 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
                      "What does the object {r} the {x} have as a part?"),
 }
 
+#: Object names that are mass nouns: "some butter", "how many butter" is not asked as
+#: "how many butters".
+MASS_NOUNS: frozenset[str] = frozenset({
+    "meat", "spaghetti", "sushi", "custard", "bacon", "falafel", "butter", "luggage", "coral",
+    "fondue", "clover", "popcorn", "rice", "salt", "soap", "thread", "ice cream",
+})
 _INVARIANT_PLURALS = {
     "sheep", "deer", "fish", "bison", "moose", "french fries", "briefs", "shorts", "goggles",
     "scissors", "sunglasses", "baked goods", "spectacles", "pliers", "aircraft", "swine",
+    *MASS_NOUNS,
 }
 _IRREGULAR_PLURALS = {
     "mouse": "mice", "goose": "geese", "ox": "oxen", "foot": "feet", "tooth": "teeth",
@@ -411,7 +419,8 @@ class QuestionGenerator:
     def _count(self, view: _View, rng: random.Random) -> Question | None:
         types = view.types()
         if types and (rng.random() < 0.8 or not self.policy.absent_pool):
-            synset = self._pick(rng, types)
+            repeated = [t for t in types if view.count(t) > 1]
+            synset = self._pick(rng, repeated if repeated and rng.random() < 0.5 else types)
             name = self.facts[synset].name
         elif self.policy.absent_pool:
             name, synset = self._pick(rng, self.policy.absent_pool)
@@ -514,7 +523,7 @@ class QuestionGenerator:
         for synset in view.types():
             for c in self.facts[synset].categories:
                 members.setdefault(c, []).append(synset)
-        unique = sorted(c for c, m in members.items() if len(m) == 1)
+        unique = self._focus(sorted(c for c, m in members.items() if len(m) == 1))
         if not unique:
             return None
         c = self._pick(rng, unique)
@@ -529,16 +538,31 @@ class QuestionGenerator:
                         "other", [synset], program, _dedupe(facts.categories[c]),
                         categories=[c], objects=view.types())
 
-    def _category_choice(self, view: _View, rng: random.Random,
-                         present_share: float) -> str | None:
-        present = sorted({c for s in view.types() for c in self.facts[s].categories})
-        if present and rng.random() < present_share:
+    def _focus(self, categories: Iterable[str]) -> list[str]:
+        """The categories a split may ask about (only held-out ones in test-novel-answers)."""
+        wanted = self.policy.require_held_out
+        return [c for c in categories if not wanted or c in wanted]
+
+    def _category_choice(self, view: _View, rng: random.Random, present_share: float,
+                         several: bool = False) -> str | None:
+        """A category of some object in the scene (with probability ``present_share``; with
+        ``several``, one holding two or more objects half of the time when there is one),
+        else one of none of them."""
+        counts: Counter[str] = Counter()
+        for s in view.types():
+            for c in self.facts[s].categories:
+                counts[c] += view.count(s)
+        present = self._focus(sorted(counts))
+        absent = self._focus(c for c in self.categories if c not in counts)
+        if present and (rng.random() < present_share or not absent):
+            many = [c for c in present if counts[c] > 1]
+            if several and many and rng.random() < 0.5:
+                return self._pick(rng, many)
             return self._pick(rng, present)
-        absent = [c for c in self.categories if c not in present]
         return self._pick(rng, absent) if absent else None
 
     def _count_category(self, view: _View, rng: random.Random) -> Question | None:
-        c = self._category_choice(view, rng, 0.8)
+        c = self._category_choice(view, rng, 0.8, several=True)
         if c is None:
             return None
         cat = self._cat(c)
@@ -596,15 +620,15 @@ class QuestionGenerator:
 
     def _common(self, view: _View, rng: random.Random) -> Question | None:
         refs = self._references(view)
-        if len(refs) < 2:
+        pairs = [(first, second) for first in refs for second in refs
+                 if view.objects[first[0]]["synset_id"] != view.objects[second[0]]["synset_id"]
+                 and self._most_specific_common(view.objects[first[0]]["synset_id"],
+                                                view.objects[second[0]]["synset_id"])]
+        if not pairs:
             return None
-        (x, phrase_x, step_x), (y, phrase_y, step_y) = rng.sample(refs, 2)
+        (x, phrase_x, step_x), (y, phrase_y, step_y) = self._pick(rng, pairs)
         a, b = view.objects[x]["synset_id"], view.objects[y]["synset_id"]
-        if a == b:
-            return None
         common = self._most_specific_common(a, b)
-        if not common:
-            return None
         text = self._template(rng, "common_category", x=phrase_x, y=phrase_y)
         support = [t for c in common for s in (a, b) for t in self.facts[s].categories[c]]
         program = [step_x, step_y, {"op": "common_category", "synsets": [a, b],

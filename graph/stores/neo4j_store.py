@@ -7,8 +7,9 @@ describes each relation; a triple is a relationship whose type is the relation i
 
 Import protocol (clean-up on failure): the input is validated completely before the first
 write. Entities, relations and triples are then written in transactional batches of
-``batch_size`` rows, each idempotent (``MERGE``; an edge between two nodes that the same run
-created cannot exist yet, so it is ``CREATE``d) and retried on transient errors by the
+``batch_size`` rows, each idempotent (a node is created only if its id is not there yet; an edge
+is ``MERGE``d, or ``CREATE``d when the same run created both ends, so it cannot exist yet) and
+retried on transient errors by the
 driver's managed transactions. Everything a run creates carries ``_kgmm_import = <run id>``
 (kept as provenance). Entities that already existed with other content are updated last, in
 one transaction. If any step fails, the run deletes what it created, so the store is as it
@@ -55,12 +56,16 @@ _SCHEMA = (
     "CREATE CONSTRAINT kgmm_relation_id IF NOT EXISTS FOR (r:Relation) REQUIRE r.id IS UNIQUE",
     "CREATE INDEX kgmm_entity_label IF NOT EXISTS FOR (e:Entity) ON (e.label)",
 )
-_MERGE_NODES = """
+_EXISTING_NODES = """
+UNWIND $ids AS id
+MATCH (e:{label} {{id: id}})
+RETURN id, properties(e) AS props
+"""
+# Only ids that did not exist a moment ago; the uniqueness constraint still guards a race.
+_CREATE_NODES = """
 UNWIND $rows AS row
-MERGE (e:{label} {{id: row.id}})
-ON CREATE SET e += row, e.{run} = $run
-WITH e, row WHERE e.{run} IS NULL OR e.{run} <> $run
-RETURN row.id AS id, properties(e) AS props
+CREATE (e:{label})
+SET e = row, e.{run} = $run
 """
 _MERGE_EDGES = """
 UNWIND $rows AS row
@@ -168,23 +173,28 @@ class Neo4jStore:
     def _merge_nodes(self, label: str, rows: list[dict[str, Any]], run: str,
                      progress: ProgressCallback | None,
                      step: str) -> tuple[list[dict[str, Any]], set[str]]:
-        """MERGE nodes; return the rows of pre-existing nodes whose content differs, and the
-        ids of all nodes that existed before this run."""
-        query = _MERGE_NODES.format(label=label, run=RUN_KEY)
+        """Create the nodes that do not exist yet; return the rows of pre-existing nodes whose
+        content differs (updated later), and the ids of all nodes that existed before."""
+        find = _EXISTING_NODES.format(label=label)
+        create = _CREATE_NODES.format(label=label, run=RUN_KEY)
         changed: list[dict[str, Any]] = []
         existed: set[str] = set()
-        by_id = {row["id"]: row for row in rows}
         done = 0
         with self._session() as session:
             for batch in self._batches(rows):
-                existing = session.execute_write(
-                    lambda tx, b=batch: [(r["id"], r["props"]) for r in tx.run(query, rows=b,
-                                                                              run=run)])
-                for node_id, props in existing:
+                by_id = {row["id"]: row for row in batch}
+                found = session.execute_read(
+                    lambda tx, ids=list(by_id): [(r["id"], r["props"])
+                                                 for r in tx.run(find, ids=ids)])
+                for node_id, props in found:
                     existed.add(node_id)
                     current = {k: v for k, v in props.items() if not k.startswith(INTERNAL_PREFIX)}
                     if current != by_id[node_id]:
                         changed.append(by_id[node_id])
+                fresh = [row for node_id, row in by_id.items() if node_id not in existed]
+                if fresh:
+                    session.execute_write(
+                        lambda tx, b=fresh: tx.run(create, rows=b, run=run).consume())
                 done += len(batch)
                 if progress:
                     progress(step, done, len(rows))
