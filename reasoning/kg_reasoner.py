@@ -199,7 +199,11 @@ def segment_logsumexp(x: Tensor, index: Tensor, num_segments: int) -> Tensor:
         0, index, x, "amax", include_self=True)
     safe = torch.where(torch.isfinite(peak), peak, torch.zeros_like(peak)).detach()
     total = x.new_zeros(num_segments).index_add_(0, index, torch.exp(x - safe[index]))
-    return torch.log(total) + safe
+    # log(0) would be −inf with an infinite gradient, and 0·∞ = NaN even where the caller masks
+    # the segment out: take the log of a safe value and put −inf back without a gradient.
+    nonempty = total > 0
+    logged = torch.log(torch.where(nonempty, total, torch.ones_like(total))) + safe
+    return torch.where(nonempty, logged, torch.full_like(logged, float("-inf")))
 
 
 def _mlp(d_in: int, hidden: int, d_out: int, dropout: float) -> nn.Sequential:

@@ -131,7 +131,7 @@ class VQAModel(nn.Module):
         """Total loss and its terms (see the module docstring)."""
         if self.reasoner is None:
             loss = F.cross_entropy(result["vocab_logits"], targets["answer_id"])
-            return loss, {"loss": float(loss)}
+            return loss, {"loss": float(loss.detach())}
         batch: Batch = result["batch"]
         vocab_targets = targets["vocab_target"]
         has_node = targets["node_targets"].new_zeros(vocab_targets.shape, dtype=torch.bool)
@@ -140,20 +140,20 @@ class VQAModel(nn.Module):
         gate_targets = (vocab_targets < 0).float()
         vt = torch.where(usable, vocab_targets, torch.full_like(vocab_targets, -1))
         main = reasoner_loss(result["output"], batch, targets["node_targets"], vt, gate_targets)
-        terms = {"reasoner": float(main)}
+        terms = {"reasoner": float(main.detach())}
         loss = main
         is_count = targets["count_mask"]
         if is_count.any():
             c = F.smooth_l1_loss(result["count"][is_count], targets["count"][is_count])
             loss = loss + self.config.count_weight * c
-            terms["count"] = float(c)
+            terms["count"] = float(c.detach())
         is_yesno = targets["yesno_mask"]
         if is_yesno.any():
             p = result["p_yes"][is_yesno].clamp(1e-6, 1 - 1e-6)
             y = F.binary_cross_entropy(p, targets["yes"][is_yesno])
             loss = loss + self.config.yesno_weight * y
-            terms["yesno"] = float(y)
-        terms["loss"] = float(loss)
+            terms["yesno"] = float(y.detach())
+        terms["loss"] = float(loss.detach())
         return loss, terms
 
     # -- decoding ----------------------------------------------------------------------

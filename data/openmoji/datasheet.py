@@ -207,7 +207,7 @@ def render_datasheet(stats: dict[str, Any], data_name: str = "DIR") -> str:
                   f"{speed['size']} px on a machine with {speed['cpu_count']} CPUs (1-minute "
                   "load average "
                   + " → ".join(str(x) for x in speed.get("load_average", [])) +
-                  " : the machine is shared), fastest of "
+                  "; the machine is shared), fastest of "
                   f"{speed.get('repeat', 1)}, end to end",
                   "(sampling, drawing, JPEG, questions, captions, queries, JSON; the KG load and",
                   "the one-off sprite rendering not counted). *resume*: a rebuild that finds every",

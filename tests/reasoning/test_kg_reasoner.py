@@ -408,3 +408,13 @@ def test_vocab_classifier_baseline_learns_query_to_answer() -> None:
     before = head.lin1.weight.clone()
     head.reset_parameters()
     assert not torch.equal(before, head.lin1.weight)
+
+
+def test_segment_logsumexp_has_finite_gradients_for_empty_segments() -> None:
+    from kgmm.reasoning.kg_reasoner import segment_logsumexp
+
+    x = torch.tensor([0.5, float("-inf"), 1.0], requires_grad=True)
+    out = segment_logsumexp(x, torch.tensor([0, 1, 2]), 4)
+    assert torch.isinf(out[1]) and torch.isinf(out[3])
+    out[torch.isfinite(out)].sum().backward()
+    assert torch.isfinite(x.grad).all()
