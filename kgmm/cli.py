@@ -24,6 +24,8 @@ app = typer.Typer(help="kgmm: knowledge-graph-augmented multimodal reasoning.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 kg_app = typer.Typer(help="Knowledge graph: fetch, import, compile, inspect.", no_args_is_help=True)
 app.add_typer(kg_app, name="kg")
+data_app = typer.Typer(help="Datasets: build the OpenMoji-scenes benchmark.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -267,6 +269,33 @@ def kg_subgraph(
                               strict=True))[:40]:
         table.add_row(kg.label(n_id[s]), kg.relation_ids[r], kg.label(n_id[d]))
     console.print(table)
+
+
+# -- data build-bench ----------------------------------------------------------------------
+@data_app.command("build-bench")
+def data_build_bench(
+    out: Annotated[Path, typer.Option("--out", help="benchmark folder (resumable)")],
+    scenes: Annotated[int, typer.Option(help="scenes over all splits")] = 2000,
+    seed: Annotated[int, typer.Option(help="same seed, byte-identical JSON")] = 0,
+    size: Annotated[int, typer.Option(help="canvas side in pixels")] = 224,
+    workers: Annotated[int | None, typer.Option(help="image-drawing processes")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Build the OpenMoji-scenes benchmark (VQA v2 + COCO captions + retrieval queries)."""
+    from kgmm.data.openmoji.build import build_benchmark, load_default_kg
+
+    kg = load_default_kg(data_dir)
+    columns = (TextColumn("[bold]scenes"), BarColumn(), TaskProgressColumn(),
+               TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn())
+    with Progress(*columns, console=err_console) as bar:
+        task = bar.add_task("scenes", total=scenes)
+        manifest = build_benchmark(out, scenes, seed=seed, size=size, kg=kg, workers=workers,
+                                   data_dir=data_dir,
+                                   progress=lambda done, total: bar.update(task, completed=done,
+                                                                           total=total))
+    counts = (manifest or {}).get("counts", {})
+    console.print(f"benchmark written to [bold]{out}[/bold]"
+                  + (f": {json.dumps(counts)}" if counts else ""))
 
 
 # -- demo ----------------------------------------------------------------------------------
