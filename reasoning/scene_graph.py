@@ -20,8 +20,10 @@ Edges (relation ids after the KG's ``R`` relations):
 
 Per-node extra features (``node_extra``): is-object, mention score, image-link score,
 taxonomy distance from the nearest linked entity (scaled), how many linked entities it is an
-ancestor of (scaled), log degree, and for objects: x, y, rank of x and of y among objects,
-objectness.
+ancestor of (scaled), log degree, for objects: x, y, rank of x and of y among objects,
+objectness; and two properties of the node in the whole taxonomy: log of its number of direct
+hyponyms and its depth below the root — what lets a model tell a basic-level category
+("rodent") from an abstract one ("placental") even for names it never saw as answers.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from kgmm.graph.compiled import CompiledKG
 from .question_linking import Mention
 
 EXTRA_RELATIONS = ("ancestor", "depicts", "left_of", "above", "next_to")
-NODE_EXTRA_DIM = 11
+NODE_EXTRA_DIM = 13
 TAXONOMY = ("hypernym", "instance_hypernym")
 STRUCTURAL = ("hypernym", "instance_hypernym", "part_meronym", "part_holonym",
               "member_meronym", "member_holonym", "substance_meronym", "substance_holonym")
@@ -188,6 +190,7 @@ def build_graph(kg: CompiledKG, mentions: Sequence[Mention],
     x = torch.cat([kg_x, obj_x])
 
     degree = kg.degree()
+    hyponyms, depth = taxonomy_features(kg)
     extra = torch.zeros(n_kg + n_obj, NODE_EXTRA_DIM)
     n_linked = max(len(linked), 1)
     for i, g in enumerate(kg_list):
@@ -197,6 +200,8 @@ def build_graph(kg: CompiledKG, mentions: Sequence[Mention],
             config.max_depth + 1)
         extra[i, 4] = ancestor_of.get(g, 0) / n_linked
         extra[i, 5] = float(np.log1p(degree[g])) / 10.0
+        extra[i, 11] = float(np.log1p(hyponyms[g])) / 10.0
+        extra[i, 12] = min(float(depth[g]), 20.0) / 20.0
     if n_obj:
         xs = np.array([o.x for o in observations])
         ys = np.array([o.y for o in observations])
@@ -221,6 +226,45 @@ def build_graph(kg: CompiledKG, mentions: Sequence[Mention],
         kg_index=torch.tensor(kg_list + [-1] * n_obj, dtype=torch.long),
         object_slot=torch.tensor([-1] * n_kg + list(range(n_obj)), dtype=torch.long),
     )
+
+
+_TAXONOMY_CACHE: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def taxonomy_features(kg: CompiledKG) -> tuple[np.ndarray, np.ndarray]:
+    """Per node: number of direct hyponyms, and depth (shortest hypernym path to a root).
+
+    Computed once per snapshot (by content hash) with a breadth-first pass from the roots.
+    """
+    cached = _TAXONOMY_CACHE.get(kg.content_hash)
+    if cached is not None:
+        return cached
+    rels = [kg.relation_index(r) for r in TAXONOMY if r in kg.relation_ids]
+    src, dst, rel = kg.edge_arrays()
+    is_tax = np.isin(rel, rels)
+    child, parent = src[is_tax], dst[is_tax]
+    hyponyms = np.bincount(parent, minlength=kg.num_nodes)
+    has_parent = np.zeros(kg.num_nodes, dtype=bool)
+    has_parent[child] = True
+    depth = np.full(kg.num_nodes, -1, dtype=np.int64)
+    order = np.argsort(parent, kind="stable")
+    child_sorted, parent_sorted = child[order], parent[order]
+    starts = np.searchsorted(parent_sorted, np.arange(kg.num_nodes))
+    ends = np.searchsorted(parent_sorted, np.arange(kg.num_nodes), side="right")
+    frontier = np.flatnonzero(~has_parent & (hyponyms > 0))
+    depth[frontier] = 0
+    level = 0
+    while frontier.size:
+        level += 1
+        kids = np.concatenate([child_sorted[starts[p]:ends[p]] for p in frontier]) \
+            if frontier.size else np.zeros(0, np.int64)
+        kids = np.unique(kids)
+        kids = kids[depth[kids] < 0]
+        depth[kids] = level
+        frontier = kids
+    depth[depth < 0] = 0
+    _TAXONOMY_CACHE[kg.content_hash] = (hyponyms, depth)
+    return hyponyms, depth
 
 
 def _dim(observations: Sequence[ObjectObservation], node_embeddings: Callable) -> int:

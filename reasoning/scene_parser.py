@@ -80,6 +80,7 @@ __all__ = [
     "SceneTargets",
     "evaluate_scene_parser",
     "match_detections",
+    "peak_mask",
     "scene_parser_loss",
     "scene_parser_targets",
     "stack_targets",
@@ -517,25 +518,25 @@ def scene_parser_loss(parser: SceneParser, output: SceneParserOutput, targets: S
     obj_loss = F.binary_cross_entropy_with_logits(output.objectness, targets.objectness)
     pos = targets.objectness >= 1.0
     linked = targets.entity >= 0
-    terms = {"objectness": float(obj_loss)}
+    terms = {"objectness": float(obj_loss.detach())}
     loss = obj_loss
     if bool(pos.any()):
         raw = output.boxes[pos]
         pred = torch.cat([raw[:, :2].sigmoid(), raw[:, 2:].clamp(max=2.0).exp()], dim=-1)
         box_loss = F.l1_loss(pred, targets.boxes[pos])
         loss = loss + box_weight * box_loss
-        terms["box"] = float(box_loss)
+        terms["box"] = float(box_loss.detach())
     if bool(linked.any()):
         z, k = output.embeddings[linked], targets.entity[linked]
         if nce_weight:
             nce = parser.contrast(z, entity_embeddings[k].to(z.dtype), k)
             loss = loss + nce_weight * nce
-            terms["nce"] = float(nce)
+            terms["nce"] = float(nce.detach())
         if candidate_weight:
             cand = F.cross_entropy(parser.link(z, entity_embeddings), k)
             loss = loss + candidate_weight * cand
-            terms["candidates"] = float(cand)
-    terms["loss"] = float(loss)
+            terms["candidates"] = float(cand.detach())
+    terms["loss"] = float(loss.detach())
     return loss, terms
 
 
@@ -652,29 +653,29 @@ class EntityEmbeddingCache:
 
 
 def match_detections(detections: Sequence[Detection], scene: Mapping[str, Any],
-                     canvas_size: Sequence[float] | None = None, tolerance: float = 0.5
+                     canvas_size: Sequence[float] | None = None, margin: float = 0.0
                      ) -> list[tuple[int, int]]:
-    """Greedy one-to-one matching of detections (by objectness) to scene objects: a detection
-    matches the nearest unmatched object whose box centre is within ``tolerance`` (a share of
-    the image side, Chebyshev distance) of the detection's centre **and** inside the
-    detection's box... simplified: within ``tolerance`` of the centre. Returns
-    ``[(detection index, object index)]``."""
+    """One-to-one matching of detections to scene objects: a detection can match an object
+    whose box (grown by ``margin``, a share of the canvas, on every side) contains the
+    detection's centre. Detections are taken by objectness, each matching the free object
+    with the nearest box centre. Returns ``[(detection index, object index)]``."""
     if canvas_size is None:
         canvas_size = (scene["width"], scene["height"])
     cw, ch = float(canvas_size[0]), float(canvas_size[1])
-    centres = [((o["box"][0] + o["box"][2]) / 2 / cw, (o["box"][1] + o["box"][3]) / 2 / ch)
-               for o in scene["objects"]]
+    boxes = [(o["box"][0] / cw, o["box"][1] / ch, o["box"][2] / cw, o["box"][3] / ch)
+             for o in scene["objects"]]
     used: set[int] = set()
     pairs: list[tuple[int, int]] = []
     order = sorted(range(len(detections)), key=lambda i: -detections[i].objectness)
     for i in order:
         cx, cy = detections[i].center
         best, best_d = -1, math.inf
-        for j, (ox, oy) in enumerate(centres):
-            if j in used:
+        for j, (x0, y0, x1, y1) in enumerate(boxes):
+            if j in used or not (x0 - margin <= cx <= x1 + margin
+                                 and y0 - margin <= cy <= y1 + margin):
                 continue
-            d = max(abs(cx - ox), abs(cy - oy))
-            if d <= tolerance and d < best_d:
+            d = (cx - (x0 + x1) / 2) ** 2 + (cy - (y0 + y1) / 2) ** 2
+            if d < best_d:
                 best, best_d = j, d
         if best >= 0:
             used.add(best)
@@ -686,7 +687,7 @@ def match_detections(detections: Sequence[Detection], scene: Mapping[str, Any],
 def evaluate_scene_parser(parser: SceneParser, features: Tensor, targets: SceneTargets,
                           entity_embeddings: Tensor, *, scenes: Sequence[Mapping[str, Any]]
                           | None = None, entity_ids: Sequence[str] | None = None,
-                          eval_entities: Tensor | None = None, tolerance: float = 0.5,
+                          eval_entities: Tensor | None = None, margin: float = 0.0,
                           grid_size: Sequence[int] | None = None) -> dict[str, float]:
     """Accuracy of a parser on cached features.
 
@@ -720,7 +721,7 @@ def evaluate_scene_parser(parser: SceneParser, features: Tensor, targets: SceneT
                   if eval_entities is not None else None)
         n_det = n_obj = n_tp = n_link = n_link_ok = 0
         for d, scene in zip(dets, scenes, strict=True):
-            pairs = match_detections(d, scene, tolerance=tolerance)
+            pairs = match_detections(d, scene, margin=margin)
             n_det += len(d)
             n_obj += len(scene["objects"])
             n_tp += len(pairs)
