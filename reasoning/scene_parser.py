@@ -2,23 +2,23 @@ r"""Visual entity linking: a scene parser from frozen image-grid features to KG 
 
 :class:`SceneParser` reads the token grid of a frozen image encoder
 (:class:`~kgmm.reasoning.encoders.ImageFeatures` ``tokens [B, P, D]``, ``P = h·w``, row-major)
-and predicts, for every cell :math:`c`,
+and predicts for every cell :math:`c`
 
-* an objectness logit :math:`o_c` — does the centre of an object fall in this cell;
-* a box :math:`(\delta_x, \delta_y, \log w, \log h)` — the centre's offset inside the cell and
-  the box size as a share of the canvas;
-* an embedding :math:`\mathbf{z}_c \in \mathbb{R}^{E}` (L2-normalised), comparable with the
-  text embeddings of KG nodes (``E = 384``, MiniLM), so that linking is
+* an objectness logit :math:`o_c` — does the box centre of an object fall in this cell;
+* a box :math:`\mathbf{b}_c = (\delta_x, \delta_y, \log w, \log h)` — the offset of the
+  nearest object's centre from the cell centre (cell units) and its size (share of the image);
+* an embedding :math:`\mathbf{z}_c \in \mathbb{R}^{E}`, L2-normalised, in the space of the
+  text embeddings of KG nodes (``E = 384``, MiniLM), so that linking to ``K`` candidates is
 
 .. math::
     s_{c,k} = e^{t}\, \mathbf{z}_c^\top \hat{\mathbf{e}}_k, \qquad
     \hat{\mathbf{e}}_k = \mathbf{e}_k / \lVert \mathbf{e}_k \rVert_2 .
 
-Because the classifier weights are text embeddings of KG nodes (``CompiledKG.node_text``),
-the candidate set can change at test time — synsets never seen in training are scored the
-same way (zero-shot linking).
+The classifier weights are text embeddings of KG nodes (``CompiledKG.node_text`` through the
+text encoder, :class:`EntityEmbeddingCache`), so the candidate set may change at test time:
+synsets never seen in training are scored the same way (zero-shot linking).
 
-Per cell (``u`` = the cell feature projected to ``cell_dim``):
+Per cell, with :math:`\mathbf{x}_c` the frozen feature:
 
 .. math::
     \mathbf{u}_c = W_u\,\mathrm{LN}(\mathbf{x}_c), \quad
@@ -26,29 +26,32 @@ Per cell (``u`` = the cell feature projected to ``cell_dim``):
     [o_c, \mathbf{b}_c, \tilde{\mathbf{z}}_c] = \mathrm{MLP}_2([\mathbf{u}_c; \mathbf{n}_c;
     \mathbf{p}_c]), \quad \mathbf{z}_c = \tilde{\mathbf{z}}_c / \lVert\tilde{\mathbf{z}}_c\rVert
 
-with :math:`\mathbf{p}_c` a learned position encoding (bilinearly resized when the grid
-differs from ``config.grid_size``).
+where :math:`\mathbf{p}_c` is a learned position encoding (bilinearly resized when the grid
+differs from ``config.grid_size``) and :math:`\mathrm{MLP}_2` = Linear-GELU-Dropout-Linear.
 
-Training targets come from the benchmark's scene graphs (:func:`scene_parser_targets`):
-the cell holding an object's box centre is positive, labelled with the object's synset. The
-loss (:func:`scene_parser_loss`) is
+**Targets** (:func:`scene_parser_targets`, from the benchmark's scene graphs): the cell holding
+an object's box centre is positive with the object's synset; box targets are given to that
+cell and to every cell whose centre lies inside the object's box. **Loss**
+(:func:`scene_parser_loss`):
 
 .. math::
-    \mathcal{L} = \mathrm{BCE}(o, y) + \lambda_{nce}\,\mathcal{L}_{InfoNCE}
-    + \lambda_{cand}\,\mathrm{CE}(s_{c,\cdot}, k_c) + \lambda_{box}\, \lVert \mathbf{b}_c -
-    \mathbf{b}^*_c \rVert_1
+    \mathcal{L} = \mathrm{BCE}(o, y) + \lambda_{nce}\,\mathcal{L}_{InfoNCE}(\mathbf{z}_{pos},
+    \mathbf{e}_{k}) + \lambda_{cand}\,\mathrm{CE}(s_{pos,\cdot}, k)
+    + \lambda_{box}\,\lVert \mathbf{b} - \mathbf{b}^* \rVert_1
 
-over the positive cells: the symmetric multi-positive InfoNCE of
-:class:`~kgmm.reasoning.alignment.InfoNCELoss` between cell embeddings and their entities'
-text embeddings (cells showing the same synset are positives of each other), plus
-cross-entropy against *all* training candidates.
+— the multi-positive symmetric InfoNCE of :class:`~kgmm.reasoning.alignment.InfoNCELoss`
+between positive cells and their entities' text embeddings (cells of the same synset are
+positives of each other, never negatives), plus cross-entropy over *all* training candidates.
 
-:meth:`SceneParser.parse` turns the grid into :class:`Detection` lists by peak picking: a
-cell is kept when :math:`\sigma(o_c) \ge` ``objectness_threshold`` and it is a maximum of its
-``(2r+1)²`` neighbourhood, at most ``max_objects`` per image.
+**Parsing** (:meth:`SceneParser.parse`): a cell becomes a :class:`Detection` when
+:math:`\sigma(o_c) \ge` ``objectness_threshold`` and no stronger cell in its
+``(2r+1)²`` window suppresses it (``r = nms_radius``, 8 neighbours for ``r = 1``); a
+stronger neighbour suppresses only when the two predicted boxes overlap with IoU
+:math:`\ge` ``nms_iou`` (``nms_iou = 0``: plain local-maximum peak picking). At most
+``max_objects`` per image.
 
-Checkpoints: ``save_pretrained(dir)`` writes ``kgmm_scene_parser.json`` and
-``model.safetensors``.
+Checkpoints: ``save_pretrained(dir)`` writes ``kgmm_scene_parser.json`` (the config) and
+``model.safetensors``; ``SceneParser.from_pretrained(dir)`` reads them.
 """
 
 from __future__ import annotations
@@ -56,9 +59,8 @@ from __future__ import annotations
 import json
 import math
 import os
-import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -78,6 +80,8 @@ __all__ = [
     "SceneParserConfig",
     "SceneParserOutput",
     "SceneTargets",
+    "box_iou",
+    "decode_boxes",
     "evaluate_scene_parser",
     "match_detections",
     "peak_mask",
@@ -90,6 +94,7 @@ __all__ = [
 CONFIG_NAME = "kgmm_scene_parser.json"
 WEIGHTS_NAME = "model.safetensors"
 _BOX_DIM = 4
+_MAX_LOG_SIZE = 0.5  # predicted sizes are clamped to exp(0.5) ≈ 1.65 image sides
 
 
 # ------------------------------------------------------------------------------------------
@@ -104,17 +109,19 @@ class SceneParserConfig:
         feature_dim: ``D`` of the image encoder's tokens (1280 for EfficientNet-Lite0).
         embed_dim: ``E``, the text embedding size (384 for MiniLM).
         cell_dim: size of the projected cell feature :math:`\\mathbf{u}_c`.
-        context_dim: channels of the 3×3 neighbourhood convolution.
+        context_dim: output channels of the 3×3 neighbourhood convolution.
         pos_dim: size of the learned position encoding.
         hidden: hidden width of the 2-layer MLP.
         grid_size: ``(h, w)`` the position encoding is learned at.
-        temperature: initial :math:`\\tau`, linking scale :math:`e^t = 1/\\tau`.
-        learn_temperature: learn :math:`t` (clamped to ``max_scale``).
+        temperature: initial :math:`\\tau`; the linking scale starts at :math:`1/\\tau`.
+        learn_temperature: learn the scale (clamped to ``max_scale``).
         max_scale: upper bound on the linking scale.
         dropout: dropout inside the MLP.
         max_objects: most detections per image.
         objectness_threshold: least :math:`\\sigma(o_c)` of a detection.
         nms_radius: peak picking window radius ``r`` in cells (1 = 8 neighbours, 0 = off).
+        nms_iou: a stronger neighbour suppresses a cell only if their boxes have at least
+            this IoU (0 = always: plain local-maximum peak picking).
         top_k: entities listed per detection.
     """
 
@@ -124,22 +131,23 @@ class SceneParserConfig:
     context_dim: int = 128
     pos_dim: int = 32
     hidden: int = 512
-    grid_size: tuple[int, int] = (4, 4)
+    grid_size: tuple[int, int] = (5, 5)
     temperature: float = 0.07
     learn_temperature: bool = True
     max_scale: float = 100.0
     dropout: float = 0.1
     max_objects: int = 8
-    objectness_threshold: float = 0.5
+    objectness_threshold: float = 0.3
     nms_radius: int = 1
+    nms_iou: float = 0.3
     top_k: int = 5
 
     def __post_init__(self) -> None:
         self.grid_size = (int(self.grid_size[0]), int(self.grid_size[1]))
         if min(self.grid_size) < 1 or self.max_objects < 1 or self.nms_radius < 0:
             raise ValueError("grid_size and max_objects must be positive, nms_radius >= 0")
-        if not 0.0 <= self.objectness_threshold <= 1.0:
-            raise ValueError("objectness_threshold must be in [0, 1]")
+        if not 0.0 <= self.objectness_threshold <= 1.0 or not 0.0 <= self.nms_iou <= 1.0:
+            raise ValueError("objectness_threshold and nms_iou must be in [0, 1]")
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -148,8 +156,7 @@ class SceneParserConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SceneParserConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
+        unknown = set(data) - {f.name for f in fields(cls)}
         if unknown:
             raise ValueError(f"unknown SceneParserConfig fields: {sorted(unknown)}")
         kwargs = dict(data)
@@ -170,9 +177,8 @@ class SceneParserOutput(NamedTuple):
 
     Attributes:
         objectness: ``[B, P]`` logits :math:`o_c`.
-        boxes: ``[B, P, 4]`` raw box outputs :math:`(\\delta_x, \\delta_y, \\log w, \\log h)`
-            (offsets are logits: the centre is ``(col + σ(δx)) / w``; sizes are shares of the
-            canvas).
+        boxes: ``[B, P, 4]`` raw :math:`(\\delta_x, \\delta_y, \\log w, \\log h)`
+            (:func:`decode_boxes` turns them into centres and boxes).
         embeddings: ``[B, P, E]`` L2-normalised :math:`\\mathbf{z}_c`.
         grid_size: ``(h, w)``.
     """
@@ -188,11 +194,11 @@ class Detection:
     """One parsed object.
 
     Attributes:
-        cell: row-major cell index.
-        center: ``(x, y)`` in ``[0, 1]`` (fractions of the image width and height).
-        box: ``(x0, y0, x1, y1)`` in ``[0, 1]``, from the box head (clipped to the image).
+        cell: row-major index of the cell it was read from.
+        center: ``(x, y)`` in ``[0, 1]`` (shares of the image width and height).
+        box: ``(x0, y0, x1, y1)`` in ``[0, 1]`` (clipped to the image).
         objectness: :math:`\\sigma(o_c)`.
-        entities: ``[(entity_id, score), ...]``, best first, scores = scaled cosine.
+        entities: ``[(entity_id, score), ...]``, best first; score = :math:`s_{c,k}`.
     """
 
     cell: int
@@ -203,8 +209,91 @@ class Detection:
 
     @property
     def entity_id(self) -> str | None:
-        """The top-1 entity, or None if no candidates were given."""
+        """The top-1 entity, or None when no candidates were given."""
         return self.entities[0][0] if self.entities else None
+
+
+# ------------------------------------------------------------------------------------------
+# boxes and peak picking
+
+
+def _grid(p: int, grid_size: Sequence[int] | None) -> tuple[int, int]:
+    if grid_size is None:
+        side = math.isqrt(p)
+        if side * side != p:
+            raise ValueError(f"{p} tokens are not a square grid; pass grid_size")
+        return side, side
+    h, w = int(grid_size[0]), int(grid_size[1])
+    if h * w != p:
+        raise ValueError(f"grid_size {(h, w)} does not match {p} tokens")
+    return h, w
+
+
+def decode_boxes(raw: Tensor, grid_size: Sequence[int]) -> tuple[Tensor, Tensor]:
+    r"""Raw box outputs ``[..., P, 4]`` -> centres ``[..., P, 2]`` and boxes ``[..., P, 4]``.
+
+    .. math::
+        c_x = \frac{\mathrm{col} + \tfrac12 + \delta_x}{w}, \quad
+        c_y = \frac{\mathrm{row} + \tfrac12 + \delta_y}{h}, \quad
+        \text{box} = (c_x \mp \tfrac{e^{\log w}}{2},\; c_y \mp \tfrac{e^{\log h}}{2})
+
+    in image shares, centres and boxes clipped to ``[0, 1]``.
+    """
+    h, w = int(grid_size[0]), int(grid_size[1])
+    cells = torch.arange(h * w, device=raw.device)
+    col = (cells % w).to(raw.dtype)
+    row = torch.div(cells, w, rounding_mode="floor").to(raw.dtype)
+    cx = ((col + 0.5 + raw[..., 0]) / w).clamp(0.0, 1.0)
+    cy = ((row + 0.5 + raw[..., 1]) / h).clamp(0.0, 1.0)
+    size = raw[..., 2:].clamp(max=_MAX_LOG_SIZE).exp()
+    boxes = torch.stack([cx - size[..., 0] / 2, cy - size[..., 1] / 2,
+                         cx + size[..., 0] / 2, cy + size[..., 1] / 2], dim=-1).clamp(0.0, 1.0)
+    return torch.stack([cx, cy], dim=-1), boxes
+
+
+def box_iou(a: Tensor, b: Tensor) -> Tensor:
+    """Element-wise IoU of ``[..., 4]`` boxes ``(x0, y0, x1, y1)`` (0 for empty unions)."""
+    iw = (torch.minimum(a[..., 2], b[..., 2]) - torch.maximum(a[..., 0], b[..., 0])).clamp(min=0)
+    ih = (torch.minimum(a[..., 3], b[..., 3]) - torch.maximum(a[..., 1], b[..., 1])).clamp(min=0)
+    inter = iw * ih
+    area = ((a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
+            + (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1]))
+    union = area - inter
+    return torch.where(union > 0, inter / union.clamp(min=1e-12), torch.zeros_like(inter))
+
+
+def peak_mask(prob: Tensor, grid_size: Sequence[int], radius: int = 1,
+              boxes: Tensor | None = None, iou: float = 0.0) -> Tensor:
+    """``[B, P]`` bool: cells no stronger cell of their ``(2r+1)²`` window suppresses.
+
+    Neighbour ``j`` is stronger than ``i`` when ``prob[j] > prob[i]``, or when equal and ``j``
+    comes first in row-major order (so a plateau gives one peak). With ``boxes`` (``[B, P, 4]``)
+    and ``iou > 0``, a stronger neighbour suppresses only if ``box_iou(i, j) >= iou``: two
+    adjacent objects both survive, two responses to one object do not.
+    """
+    h, w = int(grid_size[0]), int(grid_size[1])
+    b = prob.shape[0]
+    keep = torch.ones(b, h, w, dtype=torch.bool, device=prob.device)
+    if radius <= 0:
+        return keep.reshape(b, h * w)
+    p = prob.reshape(b, h, w)
+    p_pad = F.pad(p, (radius,) * 4, value=-math.inf)
+    gated = boxes is not None and iou > 0.0
+    if gated:
+        bx = boxes.reshape(b, h, w, 4)
+        bx_pad = F.pad(bx.permute(0, 3, 1, 2), (radius,) * 4).permute(0, 2, 3, 1)
+    for dy in range(-radius, radius + 1):
+        for dx in range(-radius, radius + 1):
+            if dy == 0 and dx == 0:
+                continue
+            q = p_pad[:, radius + dy:radius + dy + h, radius + dx:radius + dx + w]
+            earlier = dy < 0 or (dy == 0 and dx < 0)
+            stronger = (q > p) | (q == p) if earlier else q > p
+            if gated:
+                nb = bx_pad[:, radius + dy:radius + dy + h, radius + dx:radius + dx + w]
+                stronger &= box_iou(bx, nb) >= iou
+            keep &= ~stronger
+    return keep.reshape(b, h * w)
 
 
 # ------------------------------------------------------------------------------------------
@@ -227,8 +316,7 @@ class SceneParser(nn.Module):
         self.norm = nn.LayerNorm(c.feature_dim)
         self.cell = nn.Linear(c.feature_dim, c.cell_dim)
         self.context = nn.Conv2d(c.cell_dim, c.context_dim, kernel_size=3, padding=1)
-        h, w = c.grid_size
-        self.position = nn.Parameter(torch.empty(c.pos_dim, h, w))
+        self.position = nn.Parameter(torch.empty(c.pos_dim, *c.grid_size))
         self.mlp = nn.Sequential(
             nn.Linear(c.cell_dim + c.context_dim + c.pos_dim, c.hidden), nn.GELU(),
             nn.Dropout(c.dropout), nn.Linear(c.hidden, 1 + _BOX_DIM + c.embed_dim))
@@ -245,7 +333,7 @@ class SceneParser(nn.Module):
             if isinstance(m, nn.Linear):
                 m.reset_parameters()
         self.contrast.reset_parameters()
-        with torch.no_grad():  # start with few objects predicted (prior 0.1)
+        with torch.no_grad():  # objectness prior 0.1: few cells hold a centre
             self.mlp[-1].bias[0].fill_(-math.log(9.0))
 
     @property
@@ -268,8 +356,8 @@ class SceneParser(nn.Module):
         b, p, _ = tokens.shape
         h, w = _grid(p, grid_size)
         u = self.cell(self.norm(tokens))                                   # [B, P, C]
-        grid = u.transpose(1, 2).reshape(b, -1, h, w)
-        n = F.gelu(self.context(grid)).flatten(2).transpose(1, 2)          # [B, P, Cc]
+        n = F.gelu(self.context(u.transpose(1, 2).reshape(b, -1, h, w)))
+        n = n.flatten(2).transpose(1, 2)                                   # [B, P, Cc]
         pos = self._position((h, w)).to(u.dtype).expand(b, -1, -1)
         out = self.mlp(torch.cat([u, n, pos], dim=-1))
         z = F.normalize(out[..., 1 + _BOX_DIM:], dim=-1)
@@ -278,30 +366,32 @@ class SceneParser(nn.Module):
     def link(self, z: Tensor, entity_embeddings: Tensor) -> Tensor:
         r"""Linking scores :math:`s = e^t\,\mathbf{z}\,\hat{\mathbf{E}}^\top`:
         ``z [..., E]``, ``entity_embeddings [K, E]`` -> ``[..., K]``."""
-        e = F.normalize(entity_embeddings.to(z.dtype), dim=-1)
+        e = F.normalize(entity_embeddings.to(device=z.device, dtype=z.dtype), dim=-1)
         return self.scale * (z @ e.T)
 
     @torch.no_grad()
     def parse(self, features: Any, entity_embeddings: Tensor | None = None,
               entity_ids: Sequence[str] | None = None, *, grid_size: Sequence[int] | None = None,
               threshold: float | None = None, max_objects: int | None = None,
-              top_k: int | None = None) -> list[list[Detection]]:
-        """Detections per image, linked to the candidate entities.
+              top_k: int | None = None, nms_iou: float | None = None
+              ) -> list[list[Detection]]:
+        """Detections per image, each linked to its top candidate entities.
 
         Args:
-            features: ``ImageFeatures`` (its ``tokens`` and ``grid_size`` are used), a
-                ``[B, P, D]`` tensor, or a :class:`SceneParserOutput`.
+            features: ``ImageFeatures`` (``tokens`` and ``grid_size`` are used), a
+                ``[B, P, D]`` tensor, or a precomputed :class:`SceneParserOutput`.
             entity_embeddings: ``[K, E]`` text embeddings of the candidates (None: no linking).
-            entity_ids: the ``K`` ids, in the same order.
-            grid_size / threshold / max_objects / top_k: override the config.
+            entity_ids: the ``K`` ids, in the same order (default ``"0"…"K-1"``).
+            grid_size / threshold / max_objects / top_k / nms_iou: override the config.
 
         Returns:
-            For each image, detections sorted by objectness (descending).
+            For each image, its detections sorted by objectness (descending).
         """
         cfg = self.config
         threshold = cfg.objectness_threshold if threshold is None else threshold
         max_objects = cfg.max_objects if max_objects is None else max_objects
         top_k = cfg.top_k if top_k is None else top_k
+        nms_iou = cfg.nms_iou if nms_iou is None else nms_iou
         if isinstance(features, SceneParserOutput):
             out = features
         else:
@@ -313,32 +403,33 @@ class SceneParser(nn.Module):
                 out = self(tokens, grid_size)
             finally:
                 self.train(was_training)
-        if entity_embeddings is not None and entity_ids is not None \
-                and len(entity_ids) != entity_embeddings.shape[0]:
-            raise ValueError(f"{len(entity_ids)} entity ids for "
-                             f"{entity_embeddings.shape[0]} embeddings")
-        h, w = out.grid_size
+        ids = list(entity_ids) if entity_ids is not None else None
+        if entity_embeddings is not None and ids is not None \
+                and len(ids) != entity_embeddings.shape[0]:
+            raise ValueError(f"{len(ids)} entity ids for {entity_embeddings.shape[0]} embeddings")
+        grid = out.grid_size
         prob = out.objectness.sigmoid()
-        keep = peak_mask(prob, (h, w), cfg.nms_radius) & (prob >= threshold)
-        scores = top = None
+        centres, boxes = decode_boxes(out.boxes, grid)
+        keep = peak_mask(prob, grid, cfg.nms_radius, boxes, nms_iou) & (prob >= threshold)
+        top = None
         if entity_embeddings is not None and entity_embeddings.shape[0] > 0:
             scores = self.link(out.embeddings, entity_embeddings)
-            k = min(top_k, scores.shape[-1])
-            top = scores.topk(k, dim=-1)
-        ids = list(entity_ids) if entity_ids is not None else None
+            top = scores.topk(min(top_k, scores.shape[-1]), dim=-1)
         results: list[list[Detection]] = []
         for i in range(prob.shape[0]):
             cells = keep[i].nonzero().flatten()
-            cells = cells[prob[i, cells].argsort(descending=True)][:max_objects]
+            cells = cells[prob[i, cells].argsort(descending=True, stable=True)][:max_objects]
             dets = []
             for cell in cells.tolist():
-                center, box = _decode_box(out.boxes[i, cell], cell, (h, w))
                 entities: list[tuple[str, float]] = []
                 if top is not None:
                     vals, idx = top.values[i, cell].tolist(), top.indices[i, cell].tolist()
                     entities = [(ids[j] if ids is not None else str(j), float(v))
                                 for v, j in zip(vals, idx, strict=True)]
-                dets.append(Detection(cell, center, box, float(prob[i, cell]), entities))
+                cx, cy = centres[i, cell].tolist()
+                x0, y0, x1, y1 = boxes[i, cell].tolist()
+                dets.append(Detection(cell, (cx, cy), (x0, y0, x1, y1), float(prob[i, cell]),
+                                      entities))
             results.append(dets)
         return results
 
@@ -367,127 +458,85 @@ class SceneParser(nn.Module):
         return model.eval()
 
 
-def _grid(p: int, grid_size: Sequence[int] | None) -> tuple[int, int]:
-    if grid_size is None:
-        side = math.isqrt(p)
-        if side * side != p:
-            raise ValueError(f"{p} tokens are not a square grid; pass grid_size")
-        return side, side
-    h, w = int(grid_size[0]), int(grid_size[1])
-    if h * w != p:
-        raise ValueError(f"grid_size {(h, w)} does not match {p} tokens")
-    return h, w
-
-
-def _decode_box(raw: Tensor, cell: int, grid_size: tuple[int, int]
-                ) -> tuple[tuple[float, float], tuple[float, float, float, float]]:
-    """Centre ``((col + σ(δx))/w, (row + σ(δy))/h)`` and box ``centre ± exp(log size)/2``."""
-    h, w = grid_size
-    row, col = divmod(cell, w)
-    dx, dy, lw, lh = raw.tolist()
-    cx = (col + 1.0 / (1.0 + math.exp(-dx))) / w
-    cy = (row + 1.0 / (1.0 + math.exp(-dy))) / h
-    bw, bh = math.exp(min(lw, 0.0)), math.exp(min(lh, 0.0))
-    box = (max(0.0, cx - bw / 2), max(0.0, cy - bh / 2), min(1.0, cx + bw / 2),
-           min(1.0, cy + bh / 2))
-    return (cx, cy), box
-
-
-def peak_mask(prob: Tensor, grid_size: Sequence[int], radius: int = 1) -> Tensor:
-    """``[B, P]`` bool: cells whose value is the maximum of their ``(2r+1)²`` window
-    (ties keep the first cell in row-major order, so a plateau gives one peak)."""
-    h, w = int(grid_size[0]), int(grid_size[1])
-    if radius <= 0:
-        return torch.ones_like(prob, dtype=torch.bool)
-    b = prob.shape[0]
-    grid = prob.reshape(b, 1, h, w)
-    k = 2 * radius + 1
-    pooled = F.max_pool2d(grid, k, stride=1, padding=radius)
-    peak = grid >= pooled
-    # ties: a cell loses to an equal neighbour that comes earlier in row-major order
-    index = torch.arange(h * w, device=prob.device, dtype=prob.dtype).reshape(1, 1, h, w)
-    tied = torch.where(grid >= pooled, -index, torch.full_like(index, -float(h * w))
-                       .expand_as(grid))
-    first = F.max_pool2d(tied, k, stride=1, padding=radius)
-    peak &= -first == index
-    return peak.reshape(b, h * w)
-
-
 # ------------------------------------------------------------------------------------------
 # targets from scene graphs
 
 
 class SceneTargets(NamedTuple):
-    """Training targets of one scene (``[P]``) or a stack of scenes (``[N, P]``).
+    """Training targets of one scene (``[P]``) or of a stack of scenes (``[N, P]``).
 
     Attributes:
-        objectness: float, 1 at the cell holding an object's box centre (with ``sigma > 0``,
-            a Gaussian bump :math:`e^{-d^2/2\\sigma^2}` around it, ``d`` in cells).
-        entity: long, the entity index of the object centred in the cell, ``-1`` elsewhere
-            (and for objects whose synset is not in the candidate index).
-        boxes: float ``[..., 4]``: centre offset in the cell (``[0, 1]``) and box size as a
-            share of the canvas, for positive cells (zeros elsewhere).
+        objectness: float; 1 at each cell holding an object's box centre (with ``sigma > 0``
+            a Gaussian :math:`e^{-d^2/2\\sigma^2}` around it, ``d`` in cells, elsewhere).
+        entity: long; index of the centred object's synset in the candidate index, ``-1`` in
+            other cells and for synsets outside the index.
+        boxes: float ``[..., 4]``: :math:`(\\delta_x, \\delta_y, \\log w, \\log h)` of the
+            cell's object (see :func:`decode_boxes`), zeros where ``box_mask`` is False.
+        box_mask: bool; cells with a box target — the centre cell of each object and every
+            cell whose centre lies inside an object's box.
     """
 
     objectness: Tensor
     entity: Tensor
     boxes: Tensor
-
-
-def _object_cell(box: Sequence[float], grid_size: tuple[int, int],
-                 canvas_size: tuple[float, float]) -> tuple[int, int, float, float]:
-    """Row, column and in-cell offsets of a box centre."""
-    h, w = grid_size
-    cw, ch = canvas_size
-    x0, y0, x1, y1 = (float(v) for v in box)
-    gx, gy = (x0 + x1) / 2 / cw * w, (y0 + y1) / 2 / ch * h
-    col, row = min(max(int(gx), 0), w - 1), min(max(int(gy), 0), h - 1)
-    return row, col, gx - col, gy - row
+    box_mask: Tensor
 
 
 def scene_parser_targets(scene: Mapping[str, Any], grid_size: Sequence[int],
                          canvas_size: Sequence[float] | None = None,
                          entity_index: Mapping[str, int] | None = None,
                          sigma: float = 0.0) -> SceneTargets:
-    """Targets of one scene graph (the benchmark's ``scenes/*.json`` entries: ``objects`` with
-    ``box = [x0, y0, x1, y1]`` in pixels and ``synset_id``; ``width``/``height``).
+    """Targets of one scene graph (an entry of the benchmark's ``scenes/*_scenes.json``:
+    ``objects`` with ``box = [x0, y0, x1, y1]`` in pixels, ``x1``/``y1`` exclusive, and
+    ``synset_id``; ``width`` / ``height``).
 
     The cell containing an object's box centre is positive with that object's synset. When
-    two centres fall in one cell, the cell takes the object whose centre is nearer the cell
-    centre.
+    two centres fall in one cell, it takes the object whose centre is nearer the cell centre
+    (the other is lost to the grid). A cell covered by several boxes (boxes in the benchmark
+    do not overlap, so only at box edges) regresses the object with the nearest centre; the
+    centre cell always regresses its own object.
 
     Args:
         scene: the scene graph.
         grid_size: ``(h, w)`` of the feature grid.
-        canvas_size: ``(width, height)`` in pixels (default: the scene's own).
-        entity_index: synset id -> candidate index (None: every entity is ``-1``).
-        sigma: soft objectness targets, ``exp(-d²/2σ²)`` at cell distance ``d`` (0 = hard).
+        canvas_size: ``(width, height)`` in pixels (default: the scene's).
+        entity_index: synset id -> candidate index (None: every ``entity`` is ``-1``).
+        sigma: soft objectness targets (0 = hard 0/1).
     """
     h, w = int(grid_size[0]), int(grid_size[1])
     if canvas_size is None:
         canvas_size = (scene["width"], scene["height"])
     cw, ch = float(canvas_size[0]), float(canvas_size[1])
+    p = h * w
     objectness = torch.zeros(h, w)
-    entity = torch.full((h * w,), -1, dtype=torch.long)
-    boxes = torch.zeros(h * w, _BOX_DIM)
-    nearest = [math.inf] * (h * w)
+    entity = torch.full((p,), -1, dtype=torch.long)
+    boxes = torch.zeros(p, _BOX_DIM)
+    box_mask = torch.zeros(p, dtype=torch.bool)
+    rank = [(2, math.inf)] * p  # (0 = centre cell / 1 = covered, squared distance)
     rows = torch.arange(h, dtype=torch.float32).view(h, 1)
     cols = torch.arange(w, dtype=torch.float32).view(1, w)
     for obj in scene["objects"]:
-        row, col, ox, oy = _object_cell(obj["box"], (h, w), (cw, ch))
-        cell = row * w + col
+        x0, y0, x1, y1 = (float(v) for v in obj["box"])
+        gx, gy = (x0 + x1) / 2 / cw * w, (y0 + y1) / 2 / ch * h       # centre, cell units
+        row, col = min(max(int(gy), 0), h - 1), min(max(int(gx), 0), w - 1)
+        size = (math.log(max(x1 - x0, 1.0) / cw), math.log(max(y1 - y0, 1.0) / ch))
         if sigma > 0:
             d2 = (rows - row) ** 2 + (cols - col) ** 2
             objectness = torch.maximum(objectness, torch.exp(-d2 / (2 * sigma * sigma)))
         objectness[row, col] = 1.0
-        dist = (ox - 0.5) ** 2 + (oy - 0.5) ** 2
-        if dist < nearest[cell]:
-            nearest[cell] = dist
-            x0, y0, x1, y1 = (float(v) for v in obj["box"])
-            boxes[cell] = torch.tensor([ox, oy, (x1 - x0) / cw, (y1 - y0) / ch])
-            idx = entity_index.get(obj["synset_id"], -1) if entity_index is not None else -1
-            entity[cell] = idx
-    return SceneTargets(objectness.flatten(), entity, boxes)
+        covered = [(r, c) for r in range(h) for c in range(w)
+                   if x0 <= (c + 0.5) * cw / w < x1 and y0 <= (r + 0.5) * ch / h < y1]
+        for r, c in [(row, col), *covered]:
+            cell = r * w + c
+            dx, dy = gx - (c + 0.5), gy - (r + 0.5)
+            key = (0 if (r, c) == (row, col) else 1, dx * dx + dy * dy)
+            if key < rank[cell]:
+                rank[cell] = key
+                boxes[cell] = torch.tensor([dx, dy, *size])
+                box_mask[cell] = True
+                if key[0] == 0 and entity_index is not None:
+                    entity[cell] = entity_index.get(obj["synset_id"], -1)
+    return SceneTargets(objectness.flatten(), entity, boxes, box_mask)
 
 
 def stack_targets(targets: Sequence[SceneTargets]) -> SceneTargets:
@@ -504,28 +553,25 @@ def scene_parser_loss(parser: SceneParser, output: SceneParserOutput, targets: S
                       entity_embeddings: Tensor, *, nce_weight: float = 1.0,
                       candidate_weight: float = 1.0, box_weight: float = 1.0
                       ) -> tuple[Tensor, dict[str, float]]:
-    r"""The training loss (module docstring) and its detached terms.
+    r"""The training loss and its detached terms (``objectness``, ``box``, ``nce``,
+    ``candidates``, ``loss``).
 
-    * ``objectness``: :math:`\frac{1}{BP}\sum \mathrm{BCE}(o_c, y_c)`;
-    * ``nce``: :class:`InfoNCELoss` (multi-positive, ``sum``) between the positive cells'
-      :math:`\mathbf{z}_c` and :math:`\mathbf{e}_{k_c}`, targets :math:`k_c` (duplicates of a
-      synset are positives of each other, never negatives);
-    * ``candidates``: :math:`\mathrm{CE}(e^t \mathbf{z}_c^\top \hat{\mathbf{E}}, k_c)` over
-      all ``K`` candidates;
-    * ``box``: L1 between :math:`(\sigma(\delta_x), \sigma(\delta_y), e^{\log w},
-      e^{\log h})` and the targets, on positive cells.
+    * objectness: :math:`\frac{1}{BP}\sum_c \mathrm{BCE}(o_c, y_c)`;
+    * box: mean :math:`|\mathbf{b}_c - \mathbf{b}^*_c|` over cells with a box target;
+    * nce: :class:`InfoNCELoss` (multi-positive ``"sum"``) between the positive cells'
+      :math:`\mathbf{z}_c` and :math:`\mathbf{e}_{k_c}` with targets :math:`k_c`;
+    * candidates: :math:`\mathrm{CE}(e^t \mathbf{z}_c^\top \hat{\mathbf{E}}, k_c)` over all
+      ``K`` rows of ``entity_embeddings``.
     """
-    obj_loss = F.binary_cross_entropy_with_logits(output.objectness, targets.objectness)
-    pos = targets.objectness >= 1.0
+    loss = F.binary_cross_entropy_with_logits(output.objectness, targets.objectness)
+    terms = {"objectness": float(loss.detach())}
+    if box_weight and bool(targets.box_mask.any()):
+        raw, goal = output.boxes[targets.box_mask], targets.boxes[targets.box_mask]
+        raw = torch.cat([raw[:, :2], raw[:, 2:].clamp(max=_MAX_LOG_SIZE)], dim=-1)
+        box = F.l1_loss(raw, goal)
+        loss = loss + box_weight * box
+        terms["box"] = float(box.detach())
     linked = targets.entity >= 0
-    terms = {"objectness": float(obj_loss.detach())}
-    loss = obj_loss
-    if bool(pos.any()):
-        raw = output.boxes[pos]
-        pred = torch.cat([raw[:, :2].sigmoid(), raw[:, 2:].clamp(max=2.0).exp()], dim=-1)
-        box_loss = F.l1_loss(pred, targets.boxes[pos])
-        loss = loss + box_weight * box_loss
-        terms["box"] = float(box_loss.detach())
     if bool(linked.any()):
         z, k = output.embeddings[linked], targets.entity[linked]
         if nce_weight:
@@ -541,40 +587,42 @@ def scene_parser_loss(parser: SceneParser, output: SceneParserOutput, targets: S
 
 
 def train_scene_parser(parser: SceneParser, features: Tensor, targets: SceneTargets,
-                       entity_embeddings: Tensor, epochs: int = 10, lr: float = 1e-3,
+                       entity_embeddings: Tensor, epochs: int = 15, lr: float = 2e-3,
                        batch_size: int = 32, seed: int = 0, *, weight_decay: float = 0.01,
-                       grid_size: Sequence[int] | None = None, flip: bool = False,
+                       grid_size: Sequence[int] | None = None,
+                       callback: Callable[[dict[str, float]], None] | None = None,
                        **loss_weights: float) -> list[dict[str, float]]:
-    """Train ``parser`` with AdamW on cached frozen features (a simple loop).
+    """Train ``parser`` on cached frozen features: AdamW, one-cycle learning rate, shuffled
+    mini-batches drawn from a generator seeded by ``seed``.
 
     Args:
         features: ``[N, P, D]`` grid tokens of ``N`` training images.
-        targets: stacked :class:`SceneTargets` (``[N, P]``; :func:`stack_targets`).
+        targets: stacked :class:`SceneTargets` ``[N, P]`` (:func:`stack_targets`).
         entity_embeddings: ``[K, E]`` text embeddings of the training candidates
-            (``targets.entity`` indexes them).
+            (``targets.entity`` indexes its rows).
         epochs / lr / batch_size / seed / weight_decay: the optimisation.
         grid_size: ``(h, w)`` when ``P`` is not a square.
-        flip: augment with random horizontal flips of the grid (features, targets and
-            box offsets mirrored).
+        callback: called with each epoch's record.
         loss_weights: ``nce_weight``, ``candidate_weight``, ``box_weight``
             (:func:`scene_parser_loss`).
 
     Returns:
-        One dict per epoch: mean of each loss term, ``seconds`` (wall time of the epoch).
+        One record per epoch: the mean of each loss term, ``epoch`` and ``seconds``.
     """
     n, p, _ = features.shape
-    h, w = _grid(p, grid_size)
+    grid = _grid(p, grid_size)
     if targets.objectness.shape != (n, p):
         raise ValueError(f"targets must be [{n}, {p}], got {tuple(targets.objectness.shape)}")
+    if bool((targets.entity >= entity_embeddings.shape[0]).any()):
+        raise ValueError("targets.entity indexes past entity_embeddings")
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    random.seed(seed)
     device = next(parser.parameters()).device
     entity_embeddings = entity_embeddings.to(device)
     optimizer = torch.optim.AdamW(parser.parameters(), lr=lr, weight_decay=weight_decay)
     steps = max(1, epochs * math.ceil(n / batch_size))
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps,
-                                                   pct_start=0.1)
+                                                   pct_start=0.15)
     history: list[dict[str, float]] = []
     parser.train()
     for epoch in range(epochs):
@@ -582,12 +630,10 @@ def train_scene_parser(parser: SceneParser, features: Tensor, targets: SceneTarg
         sums: dict[str, float] = {}
         batches = 0
         for idx in torch.randperm(n, generator=generator).split(batch_size):
-            x = features[idx].to(device)
-            t = SceneTargets(*(v[idx].to(device) for v in targets))
-            if flip and bool(torch.rand((), generator=generator) < 0.5):
-                x, t = _hflip(x, t, (h, w))
-            out = parser(x, (h, w))
-            loss, terms = scene_parser_loss(parser, out, t, entity_embeddings, **loss_weights)
+            batch = SceneTargets(*(v[idx].to(device) for v in targets))
+            out = parser(features[idx].to(device), grid)
+            loss, terms = scene_parser_loss(parser, out, batch, entity_embeddings,
+                                            **loss_weights)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -598,21 +644,10 @@ def train_scene_parser(parser: SceneParser, features: Tensor, targets: SceneTarg
         record = {key: value / batches for key, value in sums.items()}
         record.update(epoch=float(epoch), seconds=time.perf_counter() - start)
         history.append(record)
+        if callback is not None:
+            callback(record)
     parser.eval()
     return history
-
-
-def _hflip(x: Tensor, t: SceneTargets, grid_size: tuple[int, int]) -> tuple[Tensor, SceneTargets]:
-    h, w = grid_size
-    b = x.shape[0]
-
-    def flip(v: Tensor) -> Tensor:
-        return v.reshape(b, h, w, *v.shape[2:]).flip(2).reshape(v.shape)
-
-    boxes = flip(t.boxes).clone()
-    pos = flip(t.objectness) >= 1.0
-    boxes[..., 0] = torch.where(pos, 1.0 - boxes[..., 0], boxes[..., 0])
-    return flip(x), SceneTargets(flip(t.objectness), flip(t.entity), boxes)
 
 
 # ------------------------------------------------------------------------------------------
@@ -623,7 +658,7 @@ class EntityEmbeddingCache:
     """Text embeddings of KG nodes, ``text_encoder.embed([kg.node_text(i)])``, cached by id.
 
     >>> cache = EntityEmbeddingCache(kg, build_text_encoder("minilm"))
-    >>> E = cache(["wn:dog.n.01", "wn:cat.n.01"])     # [2, 384], L2-normalised
+    >>> E = cache(["wn:dog.n.01", "wn:cat.n.01"])     # [2, 384]
     """
 
     def __init__(self, kg: Any, text_encoder: Any) -> None:
@@ -632,17 +667,19 @@ class EntityEmbeddingCache:
         self._cache: dict[str, Tensor] = {}
 
     def text(self, entity_id: str) -> str:
+        """``kg.node_text`` of the entity: ``label (aliases): description``."""
         return str(self.kg.node_text(self.kg.index_of(entity_id)))
 
     def __call__(self, entity_ids: Sequence[str]) -> Tensor:
-        missing = [e for e in dict.fromkeys(entity_ids) if e not in self._cache]
+        ids = list(entity_ids)
+        missing = [e for e in dict.fromkeys(ids) if e not in self._cache]
         if missing:
             with torch.no_grad():
                 vectors = self.text_encoder.embed([self.text(e) for e in missing])
             self._cache.update(zip(missing, vectors.detach().float().cpu(), strict=True))
-        if not entity_ids:
+        if not ids:
             return torch.zeros(0, int(getattr(self.text_encoder, "dim", 384)))
-        return torch.stack([self._cache[e] for e in entity_ids])
+        return torch.stack([self._cache[e] for e in ids])
 
     def __len__(self) -> int:
         return len(self._cache)
@@ -655,10 +692,13 @@ class EntityEmbeddingCache:
 def match_detections(detections: Sequence[Detection], scene: Mapping[str, Any],
                      canvas_size: Sequence[float] | None = None, margin: float = 0.0
                      ) -> list[tuple[int, int]]:
-    """One-to-one matching of detections to scene objects: a detection can match an object
-    whose box (grown by ``margin``, a share of the canvas, on every side) contains the
-    detection's centre. Detections are taken by objectness, each matching the free object
-    with the nearest box centre. Returns ``[(detection index, object index)]``."""
+    """One-to-one matching of detections to the scene's objects.
+
+    A detection may match an object whose box, grown by ``margin`` (a share of the image) on
+    every side, contains the detection's centre. Detections are taken by objectness (highest
+    first), each matching the free candidate object with the nearest box centre.
+    Returns ``[(detection index, object index)]``.
+    """
     if canvas_size is None:
         canvas_size = (scene["width"], scene["height"])
     cw, ch = float(canvas_size[0]), float(canvas_size[1])
@@ -666,8 +706,7 @@ def match_detections(detections: Sequence[Detection], scene: Mapping[str, Any],
              for o in scene["objects"]]
     used: set[int] = set()
     pairs: list[tuple[int, int]] = []
-    order = sorted(range(len(detections)), key=lambda i: -detections[i].objectness)
-    for i in order:
+    for i in sorted(range(len(detections)), key=lambda i: -detections[i].objectness):
         cx, cy = detections[i].center
         best, best_d = -1, math.inf
         for j, (x0, y0, x1, y1) in enumerate(boxes):
@@ -685,51 +724,61 @@ def match_detections(detections: Sequence[Detection], scene: Mapping[str, Any],
 
 @torch.no_grad()
 def evaluate_scene_parser(parser: SceneParser, features: Tensor, targets: SceneTargets,
-                          entity_embeddings: Tensor, *, scenes: Sequence[Mapping[str, Any]]
-                          | None = None, entity_ids: Sequence[str] | None = None,
-                          eval_entities: Tensor | None = None, margin: float = 0.0,
-                          grid_size: Sequence[int] | None = None) -> dict[str, float]:
+                          entity_embeddings: Tensor, *,
+                          scenes: Sequence[Mapping[str, Any]] | None = None,
+                          entity_ids: Sequence[str] | None = None,
+                          eval_entities: Sequence[str] | None = None, margin: float = 0.0,
+                          grid_size: Sequence[int] | None = None,
+                          batch_size: int = 256) -> dict[str, float]:
     """Accuracy of a parser on cached features.
 
-    Cell level (``targets``): ``cell_precision`` / ``cell_recall`` of
-    :math:`\\sigma(o_c) \\ge` threshold against centre cells; ``link_top1``: top-1 linking
-    accuracy over the labelled centre cells against all ``K`` candidates (restricted to
-    cells whose entity is in ``eval_entities`` when given — e.g. only novel synsets).
+    Cell level (from ``targets``): ``cell_precision`` / ``cell_recall`` of
+    :math:`\\sigma(o_c) \\ge` ``objectness_threshold`` against the centre cells, and
+    ``link_top1``: top-1 linking accuracy of the labelled centre cells over all ``K``
+    candidates (only cells whose entity is in ``eval_entities`` when given, e.g. the novel
+    synsets; ``link_cells`` counts them).
 
     Detection level (``scenes`` and ``entity_ids`` given): :meth:`SceneParser.parse`, then
-    :func:`match_detections`; ``det_precision`` / ``det_recall`` and ``det_link_top1`` (matched
-    detections whose top entity is the object's synset, over matched objects that count).
+    :func:`match_detections`: ``det_precision`` (matched / detections), ``det_recall``
+    (matched / objects) and ``det_link_top1`` (matched detections whose top entity is the
+    object's synset, over matched objects in ``eval_entities``; ``det_linked`` counts them).
     """
     parser.eval()
-    out = parser(features, grid_size)
-    thr = parser.config.objectness_threshold
-    pred = out.objectness.sigmoid() >= thr
+    chunks = [parser(features[i:i + batch_size], grid_size)
+              for i in range(0, features.shape[0], batch_size)]
+    out = SceneParserOutput(torch.cat([c.objectness for c in chunks]),
+                            torch.cat([c.boxes for c in chunks]),
+                            torch.cat([c.embeddings for c in chunks]), chunks[0].grid_size)
+    pred = out.objectness.sigmoid() >= parser.config.objectness_threshold
     gold = targets.objectness >= 1.0
     tp = int((pred & gold).sum())
     res = {"cell_precision": tp / max(int(pred.sum()), 1),
            "cell_recall": tp / max(int(gold.sum()), 1)}
     mask = targets.entity >= 0
     if eval_entities is not None:
-        mask &= torch.isin(targets.entity, eval_entities.to(targets.entity.device))
+        if entity_ids is None:
+            raise ValueError("eval_entities needs entity_ids")
+        position = {e: i for i, e in enumerate(entity_ids)}
+        wanted = torch.tensor([position[e] for e in eval_entities], dtype=torch.long)
+        mask &= torch.isin(targets.entity, wanted.to(targets.entity.device))
     if bool(mask.any()):
         scores = parser.link(out.embeddings[mask], entity_embeddings)
         res["link_top1"] = float((scores.argmax(-1) == targets.entity[mask]).float().mean())
     res["link_cells"] = float(mask.sum())
     if scenes is not None and entity_ids is not None:
         dets = parser.parse(out, entity_embeddings, entity_ids)
-        wanted = ({entity_ids[i] for i in eval_entities.tolist()}
-                  if eval_entities is not None else None)
-        n_det = n_obj = n_tp = n_link = n_link_ok = 0
-        for d, scene in zip(dets, scenes, strict=True):
-            pairs = match_detections(d, scene, margin=margin)
-            n_det += len(d)
+        keep = set(eval_entities) if eval_entities is not None else None
+        n_det = n_obj = n_tp = n_link = n_ok = 0
+        for found, scene in zip(dets, scenes, strict=True):
+            pairs = match_detections(found, scene, margin=margin)
+            n_det += len(found)
             n_obj += len(scene["objects"])
             n_tp += len(pairs)
             for i, j in pairs:
                 synset = scene["objects"][j]["synset_id"]
-                if wanted is None or synset in wanted:
+                if keep is None or synset in keep:
                     n_link += 1
-                    n_link_ok += int(d[i].entity_id == synset)
+                    n_ok += int(found[i].entity_id == synset)
         res.update(det_precision=n_tp / max(n_det, 1), det_recall=n_tp / max(n_obj, 1),
-                   det_link_top1=n_link_ok / max(n_link, 1), det_linked=float(n_link))
+                   det_link_top1=n_ok / max(n_link, 1), det_linked=float(n_link))
     return res

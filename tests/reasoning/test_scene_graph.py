@@ -1,0 +1,108 @@
+import numpy as np
+import pytest
+import torch
+
+from kgmm.graph.compiled import CompiledKG
+from kgmm.reasoning.node_embeddings import NodeEmbeddingCache
+from kgmm.reasoning.question_linking import find_mentions, rescore_mentions
+from kgmm.reasoning.scene_graph import (
+    EXTRA_RELATIONS,
+    NODE_EXTRA_DIM,
+    GraphConfig,
+    ObjectObservation,
+    ancestors,
+    build_graph,
+    taxonomy_features,
+)
+
+from ..graph.toy_kg import toy_graph
+
+
+@pytest.fixture(scope="module")
+def kg() -> CompiledKG:
+    return CompiledKG.build(toy_graph())
+
+
+def _emb(kg: CompiledKG):
+    table = torch.eye(kg.num_nodes, 24)
+    return lambda idx: table[torch.as_tensor(np.asarray(idx), dtype=torch.long)]
+
+
+def test_mentions_longest_match_plurals_and_stopwords(kg: CompiledKG) -> None:
+    mentions = find_mentions(kg, "How many domestic dogs are left of the banks?")
+    assert [(m.text, kg.ids_of(m.candidates)) for m in mentions] == [
+        ("domestic dogs", ["ex:dog"]),
+        ("banks", sorted(["ex:bank_river", "ex:bank_money"],
+                         key=lambda i: kg.lookup("bank").index(kg.index_of(i)))),
+    ]
+    assert sum(mentions[1].scores) == pytest.approx(1.0)
+    assert find_mentions(kg, "What is on the left of that thing?") == []
+
+
+def test_rescoring_prefers_the_sense_closest_to_the_question(kg: CompiledKG) -> None:
+    mention = find_mentions(kg, "the bank")[0]
+    river, money = kg.index_of("ex:bank_river"), kg.index_of("ex:bank_money")
+    question = _emb(kg)([money])[0]
+    [scored] = rescore_mentions([mention], question, _emb(kg))
+    best = scored.candidates[int(np.argmax(scored.scores))]
+    assert best == money and best != river
+
+
+def test_ancestors_and_taxonomy_features(kg: CompiledKG) -> None:
+    tax = [kg.relation_index("hypernym")]
+    up = {kg.id_of(i): d for i, d in ancestors(kg, kg.index_of("ex:puppy"), tax, 12).items()}
+    assert up == {"ex:dog": 1, "ex:canine": 2, "ex:animal": 3, "ex:organism": 4, "ex:entity": 5}
+    hyponyms, depth = taxonomy_features(kg)
+    assert hyponyms[kg.index_of("ex:fruit")] == 2 and hyponyms[kg.index_of("ex:puppy")] == 0
+    assert depth[kg.index_of("ex:entity")] == 0 and depth[kg.index_of("ex:puppy")] == 5
+
+
+def test_graph_has_objects_ancestors_depicts_and_spatial_edges(kg: CompiledKG) -> None:
+    dog, apple = kg.index_of("ex:dog"), kg.index_of("ex:apple")
+    observations = [
+        ObjectObservation(0.2, 0.5, 0.9, [(dog, 0.8)], torch.zeros(24)),
+        ObjectObservation(0.8, 0.2, 0.95, [(apple, 0.9)], torch.ones(24)),
+    ]
+    mentions = find_mentions(kg, "What kind of thing is the dog?")
+    graph = build_graph(kg, mentions, observations, _emb(kg), GraphConfig(hops=1))
+    R = kg.num_relations
+    names = [*kg.relation_ids, *EXTRA_RELATIONS]
+    kg_index = graph.kg_index.tolist()
+    n_kg = sum(1 for i in kg_index if i >= 0)
+    edges = {(s, names[r], d) for (s, d), r in zip(graph.edge_index.t().tolist(),
+                                                    graph.edge_type.tolist(), strict=True)}
+
+    def node(entity: str) -> int:
+        return kg_index.index(kg.index_of(entity))
+
+    assert (node("ex:dog"), "ancestor", node("ex:animal")) in edges
+    assert (node("ex:apple"), "ancestor", node("ex:fruit")) in edges
+    assert (n_kg, "depicts", node("ex:dog")) in edges and (n_kg + 1, "depicts",
+                                                          node("ex:apple")) in edges
+    assert (n_kg, "left_of", n_kg + 1) in edges and (n_kg + 1, "above", n_kg) in edges
+    assert graph.node_extra.shape == (graph.num_nodes, NODE_EXTRA_DIM)
+    assert graph.node_extra[n_kg:, 0].tolist() == [1.0, 1.0]
+    assert graph.seed_score[node("ex:dog")] == pytest.approx(1.0)
+    assert torch.equal(graph.x[n_kg + 1], torch.ones(24))
+    assert max(graph.edge_type.tolist()) < R + len(EXTRA_RELATIONS)
+
+
+def test_node_embedding_cache_is_lazy_persistent_and_keyed(kg: CompiledKG, tmp_path) -> None:
+    class Encoder:
+        dim = 4
+        calls = 0
+
+        def embed(self, texts):
+            Encoder.calls += len(texts)
+            return torch.tensor([[len(t), 1.0, 0.0, 0.0] for t in texts])
+
+    cache = NodeEmbeddingCache(kg, Encoder(), encoder_key="fake", cache_dir=tmp_path)
+    out = cache([0, 3, 3])
+    assert out.shape == (3, 4) and Encoder.calls == 2 and cache.computed == 2
+    assert out[0, 0] == len(kg.node_text(0))
+    cache.save()
+    again = NodeEmbeddingCache(kg, Encoder(), encoder_key="fake", cache_dir=tmp_path)
+    assert again.computed == 2 and torch.equal(again([3]), out[1:2])
+    assert Encoder.calls == 2  # served from disk
+    other = NodeEmbeddingCache(kg, Encoder(), encoder_key="other", cache_dir=tmp_path)
+    assert other.computed == 0
