@@ -339,7 +339,12 @@ def demo(data_dir: DataDir = None) -> None:
 
 def main() -> None:
     """Entry point: run the app, turning kgmm's typed errors into one-line messages."""
+    import warnings
+
     from kgmm.graph.errors import KGMMError
+
+    # torch_geometric scripts a helper with torch.jit on import; the deprecation is not ours
+    warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
 
     try:
         app()

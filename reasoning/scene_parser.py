@@ -300,6 +300,11 @@ def peak_mask(prob: Tensor, grid_size: Sequence[int], radius: int = 1,
 # the model
 
 
+def _mlp(width: int, hidden: int, out: int, dropout: float) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Dropout(dropout),
+                         nn.Linear(hidden, out))
+
+
 class SceneParser(nn.Module):
     r"""Objectness, box and KG-entity embedding per grid cell (see the module docstring).
 
@@ -317,9 +322,9 @@ class SceneParser(nn.Module):
         self.cell = nn.Linear(c.feature_dim, c.cell_dim)
         self.context = nn.Conv2d(c.cell_dim, c.context_dim, kernel_size=3, padding=1)
         self.position = nn.Parameter(torch.empty(c.pos_dim, *c.grid_size))
-        self.mlp = nn.Sequential(
-            nn.Linear(c.cell_dim + c.context_dim + c.pos_dim, c.hidden), nn.GELU(),
-            nn.Dropout(c.dropout), nn.Linear(c.hidden, 1 + _BOX_DIM + c.embed_dim))
+        width = c.cell_dim + c.context_dim + c.pos_dim
+        self.detect = _mlp(width, c.hidden, 1 + _BOX_DIM, c.dropout)
+        self.embed = _mlp(width, c.hidden, c.embed_dim, c.dropout)
         self.contrast = InfoNCELoss(c.temperature, max_scale=c.max_scale,
                                     learnable=c.learn_temperature, multi_positive="sum")
         self.reset_parameters()
@@ -329,12 +334,12 @@ class SceneParser(nn.Module):
         self.cell.reset_parameters()
         self.context.reset_parameters()
         nn.init.normal_(self.position, std=0.02)
-        for m in self.mlp:
+        for m in (*self.detect, *self.embed):
             if isinstance(m, nn.Linear):
                 m.reset_parameters()
         self.contrast.reset_parameters()
         with torch.no_grad():  # objectness prior 0.1: few cells hold a centre
-            self.mlp[-1].bias[0].fill_(-math.log(9.0))
+            self.detect[-1].bias[0].fill_(-math.log(9.0))
 
     @property
     def scale(self) -> Tensor:
@@ -359,9 +364,10 @@ class SceneParser(nn.Module):
         n = F.gelu(self.context(u.transpose(1, 2).reshape(b, -1, h, w)))
         n = n.flatten(2).transpose(1, 2)                                   # [B, P, Cc]
         pos = self._position((h, w)).to(u.dtype).expand(b, -1, -1)
-        out = self.mlp(torch.cat([u, n, pos], dim=-1))
-        z = F.normalize(out[..., 1 + _BOX_DIM:], dim=-1)
-        return SceneParserOutput(out[..., 0], out[..., 1:1 + _BOX_DIM], z, (h, w))
+        x = torch.cat([u, n, pos], dim=-1)
+        det = self.detect(x)
+        z = F.normalize(self.embed(x), dim=-1)
+        return SceneParserOutput(det[..., 0], det[..., 1:], z, (h, w))
 
     def link(self, z: Tensor, entity_embeddings: Tensor) -> Tensor:
         r"""Linking scores :math:`s = e^t\,\mathbf{z}\,\hat{\mathbf{E}}^\top`:
