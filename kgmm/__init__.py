@@ -12,6 +12,12 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS: dict[str, str] = {
+    # answering
+    "answer": "kgmm.pipeline",
+    "KGMM": "kgmm.pipeline",
+    "Answer": "kgmm.pipeline",
+    "Evidence": "kgmm.pipeline",
+    "ModelError": "kgmm.pipeline",
     # knowledge graph
     "Entity": "kgmm.graph.model",
     "Relation": "kgmm.graph.model",

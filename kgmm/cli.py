@@ -298,6 +298,39 @@ def data_build_bench(
                   + (f": {json.dumps(counts)}" if counts else ""))
 
 
+# -- answer ----------------------------------------------------------------------------------
+@app.command("answer")
+def answer_command(
+    image: Annotated[Path, typer.Argument(help="an image file")],
+    question: Annotated[str, typer.Argument(help="the question")],
+    model: Annotated[str | None, typer.Option(help="model directory or name (default: "
+                                              "$KGMM_MODEL or <data-dir>/models/default)")] = None,
+    top_k: Annotated[int, typer.Option("--top-k", help="alternatives to show")] = 5,
+    as_json: Annotated[bool, typer.Option("--json", help="print the answer as JSON")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Answer a question about an image, with the evidence (linked entities, paths)."""
+    from kgmm.pipeline import KGMM
+
+    result = KGMM.load(model, data_dir=data_dir).answer(image, question, top_k=top_k)
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_dict(), ensure_ascii=False) + "\n")
+        return
+    console.print(f"[bold]{result.text}[/bold]  (score {result.score:.2f}"
+                  + (f", {result.entity_id}" if result.entity_id else "") + ")")
+    for alt in result.alternatives:
+        console.print(f"  or {alt.text} ({alt.score:.2f})")
+    if result.evidence is not None:
+        ev = result.evidence
+        table = Table("linked entity", "label", "from", "where", "score",
+                      title=f"evidence: {ev.subgraph_nodes} nodes, {ev.subgraph_edges} edges")
+        for e in ev.linked_entities:
+            table.add_row(e.entity_id, e.label, e.source, e.span or "", f"{e.score:.2f}")
+        console.print(table)
+        for path in ev.paths:
+            console.print(f"  path ({path.score:.2f}): {path}")
+
+
 # -- demo ----------------------------------------------------------------------------------
 @app.command("demo")
 def demo(data_dir: DataDir = None) -> None:

@@ -171,3 +171,246 @@ class PipelineParts:
     vqa: Any
     node_embeddings: Any
     manifest: dict[str, Any] = field(default_factory=dict)
+
+
+def save_model(directory: str | os.PathLike[str], *, kg: Any, vqa: Any, parser: Any,
+               parser_entities: list[str], surface_forms: dict[str, str],
+               text_encoder: str = "minilm", image_encoder: str = "efficientnet-lite0",
+               image_size: int = 224, metrics: dict[str, Any] | None = None,
+               trained_image_encoder: Any = None) -> Path:
+    """Write a model directory atomically (aside, then renamed over any previous one).
+
+    ``trained_image_encoder``: an image tower whose weights were trained (e.g. ``small_cnn``)
+    is saved into ``image_encoder/``; frozen pretrained towers are referenced by name."""
+    import shutil
+    import uuid
+
+    target = Path(directory)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
+    try:
+        vqa.save_pretrained(tmp / "vqa")
+        parser.save_pretrained(tmp / "parser")
+        kg.save(tmp / "kg")
+        parts = ["vqa", "parser", "kg"]
+        if trained_image_encoder is not None:
+            trained_image_encoder.save_pretrained(tmp / "image_encoder")
+            image_encoder = "image_encoder"
+            parts.append("image_encoder")
+        manifest = {
+            "format_version": MODEL_FORMAT_VERSION, "kg_content_hash": kg.content_hash,
+            "text_encoder": text_encoder, "image_encoder": image_encoder,
+            "image_size": image_size, "parts": parts,
+            "parser_entities": parser_entities, "surface_forms": surface_forms,
+            "metrics": metrics or {},
+        }
+        (tmp / MODEL_FILE).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+        if target.exists():
+            old = target.parent / f".{target.name}.{uuid.uuid4().hex}.old"
+            os.replace(target, old)
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+class KGMM:
+    """A loaded model: ``answer(image, question)`` and ``answer_batch(pairs)``."""
+
+    def __init__(self, parts: PipelineParts, path: Path | None = None) -> None:
+        self.parts = parts
+        self.path = path
+        self._features = _LRU(256)
+        self._entity_matrix: Any = None
+        manifest = parts.manifest
+        kg = parts.kg
+        self._surface = {kg.find_index(e): t for e, t in manifest.get("surface_forms", {}).items()
+                         if kg.find_index(e) is not None}
+
+    # -- loading -----------------------------------------------------------------------
+    @classmethod
+    def load(cls, path_or_name: str | os.PathLike[str] | None = None, *,
+             data_dir: str | os.PathLike[str] | None = None, kg: Any = None) -> KGMM:
+        """Load a model directory (default: ``$KGMM_MODEL`` or ``<KGMM_HOME>/models/default``;
+        a bare name means ``<KGMM_HOME>/models/<name>``). ``kg`` overrides the model's own
+        snapshot and must have the same content hash."""
+        from kgmm.graph.compiled import CompiledKG
+        from kgmm.reasoning.encoders import build_image_encoder, build_text_encoder
+        from kgmm.reasoning.node_embeddings import NodeEmbeddingCache
+        from kgmm.reasoning.scene_parser import SceneParser
+        from kgmm.reasoning.vqa_model import VQAModel
+
+        if path_or_name is None:
+            path = default_model_path(data_dir)
+        else:
+            path = Path(path_or_name)
+            if not path.exists() and os.sep not in str(path_or_name):
+                path = kgmm_home(data_dir) / "models" / str(path_or_name)
+        manifest = read_model_manifest(path)
+        kg = kg if kg is not None else CompiledKG.load(path / "kg")
+        check_kg_matches(manifest, kg, path)
+        text = build_text_encoder(manifest.get("text_encoder", "minilm"))
+        image_name = manifest.get("image_encoder", "efficientnet-lite0")
+        if image_name == "image_encoder":  # trained weights saved with the model
+            image_name = str(path / "image_encoder")
+        image = build_image_encoder(image_name, image_size=manifest.get("image_size", 224))
+        try:
+            vqa = VQAModel.from_pretrained(path / "vqa")
+            parser = SceneParser.from_pretrained(path / "parser")
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            raise ModelError(f"{path}: cannot load the model weights ({exc})") from None
+        entities = [kg.index_of(e) for e in manifest.get("parser_entities", [])
+                    if kg.find_index(e) is not None]
+        cache = NodeEmbeddingCache(kg, text, encoder_key=manifest.get("text_encoder", "minilm"),
+                                   cache_dir=kgmm_home(data_dir) / "cache")
+        parts = PipelineParts(kg, text, image, parser, entities, vqa, cache, manifest)
+        return cls(parts, path)
+
+    # -- answering ---------------------------------------------------------------------
+    def _image_features(self, image: Any) -> tuple[Any, list[Any]]:
+        """(pooled vector, object observations) of one RGB image, cached by content."""
+        import torch
+
+        from kgmm.reasoning.scene_graph import ObjectObservation
+
+        key = image_key(image)
+        cached = self._features.get(key)
+        if cached is not None:
+            return cached
+        p = self.parts
+        with torch.no_grad():
+            features = p.image_encoder.encode([image])
+            output = p.parser(features.tokens, features.grid_size)
+        if self._entity_matrix is None:
+            self._entity_matrix = p.node_embeddings(p.parser_entities)
+        ids = [str(i) for i in p.parser_entities]
+        detections = p.parser.parse(output, self._entity_matrix, ids,
+                                    grid_size=features.grid_size)[0]
+        observations = []
+        for det in detections:
+            scores = torch.tensor([s for _, s in det.entities])
+            probs = torch.softmax(scores, dim=0).tolist() if len(scores) else []
+            observations.append(ObjectObservation(
+                x=det.center[0], y=det.center[1], objectness=det.objectness,
+                candidates=[(int(e), pr) for (e, _), pr in zip(det.entities, probs,
+                                                                strict=True)],
+                embedding=output.embeddings[0, det.cell].float()))
+        result = (features.pooled[0].float(), observations)
+        self._features.put(key, result)
+        return result
+
+    def answer(self, image: Any, question: str, *, top_k: int = 5,
+               evidence: bool = True) -> Answer:
+        """Answer one question about one image (path, bytes, PIL image or numpy array)."""
+        return self.answer_batch([(image, question)], top_k=top_k, evidence=evidence)[0]
+
+    def answer_batch(self, pairs: list[tuple[Any, str]], *, top_k: int = 5,
+                     evidence: bool = False) -> list[Answer]:
+        """Answer many (image, question) pairs in one forward pass of the reasoner."""
+        import torch
+
+        from kgmm.reasoning.inputs import check_question, load_image
+        from kgmm.reasoning.question_linking import find_mentions, rescore_mentions
+        from kgmm.reasoning.scene_graph import build_graph
+        from kgmm.reasoning.vqa_data import to_data
+
+        p = self.parts
+        questions = [check_question(q) for _, q in pairs]
+        images = [load_image(img) for img, _ in pairs]
+        text_vecs = p.text_encoder.embed(questions).float()
+        graphs, vectors, linked = [], [], []
+        for image, question, text_vec in zip(images, questions, text_vecs, strict=True):
+            pooled, observations = self._image_features(image)
+            mentions = rescore_mentions(find_mentions(p.kg, question), text_vec,
+                                        p.node_embeddings)
+            graphs.append(build_graph(p.kg, mentions, observations, p.node_embeddings,
+                                      p.vqa.graph_config))
+            vectors.append(pooled)
+            linked.append(self._linked(mentions, observations))
+        with torch.no_grad():
+            result = p.vqa(torch.stack(vectors), text_vecs,
+                           [to_data(g) for g in graphs] if p.vqa.config.use_kg else None)
+        ranked = p.vqa.decode(result, graphs, self._name, k=top_k)
+        answers = []
+        for i, options in enumerate(ranked):
+            if not options:
+                options = [("", 0.0, None)]
+            text, score, index = options[0]
+            ev = self._evidence(result, graphs, i, index, linked[i]) if evidence else None
+            answers.append(Answer(
+                text=text, entity_id=p.kg.id_of(index) if index is not None else None,
+                score=float(score),
+                alternatives=[Alternative(t, float(s), p.kg.id_of(x) if x is not None else None)
+                              for t, s, x in options[1:]],
+                evidence=ev, question=questions[i]))
+        return answers
+
+    def _name(self, index: int) -> str:
+        return self._surface.get(index) or self.parts.kg.label(index).lower()
+
+    def _linked(self, mentions: list[Any], observations: list[Any]) -> list[LinkedEntity]:
+        kg = self.parts.kg
+        out = []
+        for mention in mentions:
+            for index, score in zip(mention.candidates, mention.scores, strict=True):
+                out.append(LinkedEntity(kg.id_of(index), kg.label(index), float(score),
+                                        "question", mention.text))
+        for obs in observations:
+            for index, prob in obs.candidates[:1]:
+                out.append(LinkedEntity(kg.id_of(index), kg.label(index), float(prob), "image",
+                                        f"x={obs.x:.2f},y={obs.y:.2f}"))
+        return out
+
+    def _evidence(self, result: dict[str, Any], graphs: list[Any], i: int,
+                  answer_index: int | None, linked: list[LinkedEntity]) -> Evidence:
+        from kgmm.reasoning.evidence import graph_evidence
+        from kgmm.reasoning.scene_graph import relation_names
+
+        graph = graphs[i]
+        kg = self.parts.kg
+        names = relation_names(kg)
+        kg_index = graph.kg_index.tolist()
+
+        def node_name(local: int) -> str:
+            return kg.id_of(kg_index[local]) if kg_index[local] >= 0 else \
+                f"object#{int(graph.object_slot[local])}"
+
+        paths: list[EvidencePath] = []
+        top: list[tuple[str, float]] = []
+        if "output" in result and answer_index is not None and answer_index in kg_index:
+            ev = graph_evidence(result["output"], result["batch"], i,
+                                kg_index.index(answer_index))
+            top = [(node_name(n), float(s)) for n, s in ev.top_nodes]
+            for path in ev.paths:
+                rels = [names[r] + ("⁻¹" if rev else "")
+                        for r, rev in zip(path.relations, path.reversed, strict=True)]
+                paths.append(EvidencePath([node_name(n) for n in path.nodes], rels,
+                                          float(path.score)))
+        return Evidence(linked_entities=linked, subgraph_nodes=graph.num_nodes,
+                        subgraph_edges=int(graph.edge_index.shape[1]), top_nodes=top,
+                        paths=paths)
+
+
+_LOADED: dict[str, KGMM] = {}
+_LOAD_LOCK = threading.Lock()
+
+
+def answer(image: Any, question: str, *, model: str | os.PathLike[str] | KGMM | None = None,
+           top_k: int = 5) -> Answer:
+    """Answer a question about an image with evidence (see :class:`KGMM`).
+
+    ``model`` is a loaded :class:`KGMM`, a model directory or name, or None for the default
+    model (``$KGMM_MODEL``, else ``<KGMM_HOME>/models/default``); loaded models are reused.
+    """
+    if isinstance(model, KGMM):
+        return model.answer(image, question, top_k=top_k)
+    key = str(model) if model is not None else str(default_model_path())
+    with _LOAD_LOCK:
+        loaded = _LOADED.get(key)
+        if loaded is None:
+            loaded = _LOADED[key] = KGMM.load(model)
+    return loaded.answer(image, question, top_k=top_k)

@@ -131,7 +131,7 @@ class SceneParserConfig:
     context_dim: int = 128
     pos_dim: int = 32
     hidden: int = 512
-    grid_size: tuple[int, int] = (5, 5)
+    grid_size: tuple[int, int] = (7, 7)
     temperature: float = 0.07
     learn_temperature: bool = True
     max_scale: float = 100.0
@@ -139,7 +139,7 @@ class SceneParserConfig:
     max_objects: int = 8
     objectness_threshold: float = 0.3
     nms_radius: int = 1
-    nms_iou: float = 0.3
+    nms_iou: float = 0.0
     top_k: int = 5
 
     def __post_init__(self) -> None:
@@ -369,18 +369,23 @@ class SceneParser(nn.Module):
         z = F.normalize(self.embed(x), dim=-1)
         return SceneParserOutput(det[..., 0], det[..., 1:], z, (h, w))
 
-    def link(self, z: Tensor, entity_embeddings: Tensor) -> Tensor:
-        r"""Linking scores :math:`s = e^t\,\mathbf{z}\,\hat{\mathbf{E}}^\top`:
-        ``z [..., E]``, ``entity_embeddings [K, E]`` -> ``[..., K]``."""
+    def link(self, z: Tensor, entity_embeddings: Tensor, bias: Tensor | None = None) -> Tensor:
+        r"""Linking scores :math:`s_k = e^t\,\mathbf{z}^\top\hat{\mathbf{e}}_k + \beta_k`:
+        ``z [..., E]``, ``entity_embeddings [K, E]``, optional ``bias [K]`` -> ``[..., K]``.
+
+        ``bias`` is a per-candidate prior; a negative constant on the training synsets is the
+        calibrated stacking of generalised zero-shot learning (seen classes otherwise win
+        almost every novel object)."""
         e = F.normalize(entity_embeddings.to(device=z.device, dtype=z.dtype), dim=-1)
-        return self.scale * (z @ e.T)
+        scores = self.scale * (z @ e.T)
+        return scores if bias is None else scores + bias.to(scores)
 
     @torch.no_grad()
     def parse(self, features: Any, entity_embeddings: Tensor | None = None,
               entity_ids: Sequence[str] | None = None, *, grid_size: Sequence[int] | None = None,
               threshold: float | None = None, max_objects: int | None = None,
-              top_k: int | None = None, nms_iou: float | None = None
-              ) -> list[list[Detection]]:
+              top_k: int | None = None, nms_iou: float | None = None,
+              entity_bias: Tensor | None = None) -> list[list[Detection]]:
         """Detections per image, each linked to its top candidate entities.
 
         Args:
@@ -389,6 +394,7 @@ class SceneParser(nn.Module):
             entity_embeddings: ``[K, E]`` text embeddings of the candidates (None: no linking).
             entity_ids: the ``K`` ids, in the same order (default ``"0"…"K-1"``).
             grid_size / threshold / max_objects / top_k / nms_iou: override the config.
+            entity_bias: ``[K]`` added to the linking scores (see :meth:`link`).
 
         Returns:
             For each image, its detections sorted by objectness (descending).
@@ -419,7 +425,7 @@ class SceneParser(nn.Module):
         keep = peak_mask(prob, grid, cfg.nms_radius, boxes, nms_iou) & (prob >= threshold)
         top = None
         if entity_embeddings is not None and entity_embeddings.shape[0] > 0:
-            scores = self.link(out.embeddings, entity_embeddings)
+            scores = self.link(out.embeddings, entity_embeddings, entity_bias)
             top = scores.topk(min(top_k, scores.shape[-1]), dim=-1)
         results: list[list[Detection]] = []
         for i in range(prob.shape[0]):
@@ -735,6 +741,7 @@ def evaluate_scene_parser(parser: SceneParser, features: Tensor, targets: SceneT
                           entity_ids: Sequence[str] | None = None,
                           eval_entities: Sequence[str] | None = None, margin: float = 0.0,
                           grid_size: Sequence[int] | None = None,
+                          entity_bias: Tensor | None = None,
                           batch_size: int = 256) -> dict[str, float]:
     """Accuracy of a parser on cached features.
 
@@ -748,6 +755,7 @@ def evaluate_scene_parser(parser: SceneParser, features: Tensor, targets: SceneT
     :func:`match_detections`: ``det_precision`` (matched / detections), ``det_recall``
     (matched / objects) and ``det_link_top1`` (matched detections whose top entity is the
     object's synset, over matched objects in ``eval_entities``; ``det_linked`` counts them).
+    ``entity_bias`` is passed to :meth:`SceneParser.link`.
     """
     parser.eval()
     chunks = [parser(features[i:i + batch_size], grid_size)
@@ -768,11 +776,11 @@ def evaluate_scene_parser(parser: SceneParser, features: Tensor, targets: SceneT
         wanted = torch.tensor([position[e] for e in eval_entities], dtype=torch.long)
         mask &= torch.isin(targets.entity, wanted.to(targets.entity.device))
     if bool(mask.any()):
-        scores = parser.link(out.embeddings[mask], entity_embeddings)
+        scores = parser.link(out.embeddings[mask], entity_embeddings, entity_bias)
         res["link_top1"] = float((scores.argmax(-1) == targets.entity[mask]).float().mean())
     res["link_cells"] = float(mask.sum())
     if scenes is not None and entity_ids is not None:
-        dets = parser.parse(out, entity_embeddings, entity_ids)
+        dets = parser.parse(out, entity_embeddings, entity_ids, entity_bias=entity_bias)
         keep = set(eval_entities) if eval_entities is not None else None
         n_det = n_obj = n_tp = n_link = n_ok = 0
         for found, scene in zip(dets, scenes, strict=True):

@@ -1,0 +1,126 @@
+"""The public face: model directories, ``KGMM.load``, ``answer``/``answer_batch``, bad input.
+
+The model here is small and untrained (toy KG, small CNN, real MiniLM): these tests check the
+plumbing and the errors, not accuracy (tests/reasoning/test_vqa_model.py checks learning).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from kgmm.graph.compiled import CompiledKG
+from kgmm.graph.errors import SnapshotError
+from kgmm.pipeline import KGMM, Answer, ModelError, answer, save_model
+from kgmm.reasoning.encoders import build_image_encoder
+from kgmm.reasoning.inputs import ImageInputError, QuestionInputError
+from kgmm.reasoning.scene_parser import SceneParser, SceneParserConfig
+from kgmm.reasoning.vqa_model import COUNT, YESNO, VQAModel
+from kgmm.reasoning.vqa_train import default_config
+
+from .graph.toy_kg import toy_graph
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    torch.manual_seed(0)
+    kg = CompiledKG.build(toy_graph())
+    image_encoder = build_image_encoder("small_cnn", image_size=64)
+    config = default_config(kg, ["<unk>", COUNT, YESNO], use_kg=True,
+                            image_dim=image_encoder.dim, layers=2)
+    vqa = VQAModel(config)
+    parser = SceneParser(SceneParserConfig(feature_dim=image_encoder.dim, embed_dim=384,
+                                           objectness_threshold=0.0, max_objects=3))
+    path = tmp_path_factory.mktemp("models") / "toy"
+    save_model(path, kg=kg, vqa=vqa, parser=parser,
+               parser_entities=["ex:dog", "ex:cat", "ex:apple", "ex:car"],
+               surface_forms={"ex:car": "automobile"}, image_size=64,
+               trained_image_encoder=image_encoder)
+    return path
+
+
+@pytest.fixture(scope="module")
+def model(model_dir, tmp_path_factory):
+    return KGMM.load(model_dir, data_dir=tmp_path_factory.mktemp("home"))
+
+
+def _image() -> Image.Image:
+    rng = np.random.default_rng(0)
+    return Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8))
+
+
+def test_answer_has_score_alternatives_and_evidence(model: KGMM) -> None:
+    result = model.answer(_image(), "What kind of thing is the dog?", top_k=4)
+    assert isinstance(result, Answer) and result.text
+    assert 0.0 <= result.score <= 1.0
+    scores = [result.score, *[a.score for a in result.alternatives]]
+    assert scores == sorted(scores, reverse=True) and len(result.alternatives) <= 3
+    linked = {(e.entity_id, e.source) for e in result.evidence.linked_entities}
+    assert ("ex:dog", "question") in linked
+    assert any(source == "image" for _, source in linked)
+    assert result.evidence.subgraph_nodes > 0 and result.evidence.subgraph_edges > 0
+    json.dumps(result.to_dict())  # serialisable as is
+
+
+def test_every_image_form_and_the_batch_path_agree(model: KGMM, tmp_path) -> None:
+    image = _image()
+    path = tmp_path / "x.png"
+    image.save(path)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    question = "How many animals are there?"
+    texts = {model.answer(form, question).text
+             for form in (image, path, buffer.getvalue(), np.asarray(image))}
+    assert len(texts) == 1
+    batch = model.answer_batch([(image, question), (image, "Is there a car?")])
+    assert batch[0].text == texts.pop()
+    assert batch[1].text == model.answer(image, "Is there a car?").text
+
+
+def test_module_level_answer_uses_the_given_model(model: KGMM, model_dir) -> None:
+    assert answer(_image(), "Is there a cat?", model=model).question == "Is there a cat?"
+    assert answer(_image(), "Is there a cat?", model=model_dir).text == model.answer(
+        _image(), "Is there a cat?").text
+
+
+def test_bad_questions_and_images(model: KGMM, tmp_path) -> None:
+    with pytest.raises(QuestionInputError, match="empty"):
+        model.answer(_image(), "   ")
+    with pytest.raises(QuestionInputError, match="10,000 characters; at most 1,000"):
+        model.answer(_image(), "w" * 10_000)
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
+    with pytest.raises(ImageInputError, match="broken.png"):
+        model.answer(broken, "What is this?")
+    unknown = model.answer(_image(), "Wubba lubba dub dub?")  # no word links: still answers
+    assert isinstance(unknown.text, str)
+
+
+def test_model_directory_errors(model_dir, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("KGMM_HOME", str(tmp_path / "empty-home"))
+    monkeypatch.delenv("KGMM_MODEL", raising=False)
+    with pytest.raises(ModelError, match="make demo"):
+        KGMM.load()
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(model_dir, copy)
+    manifest = json.loads((copy / "kgmm_model.json").read_text())
+    manifest["format_version"] = 99
+    (copy / "kgmm_model.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelError, match="format 99"):
+        KGMM.load(copy)
+    manifest["format_version"] = 1
+    (copy / "kgmm_model.json").write_text(json.dumps(manifest))
+    shutil.rmtree(copy / "parser")
+    with pytest.raises(ModelError, match="parser is missing"):
+        KGMM.load(copy)
+    other = toy_graph()
+    other.triples.pop()
+    with pytest.raises(SnapshotError, match="trained with KG"):
+        KGMM.load(model_dir, kg=CompiledKG.build(other))
