@@ -95,7 +95,7 @@ def test_bad_questions_and_images(model: KGMM, tmp_path) -> None:
         model.answer(_image(), "w" * 10_000)
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
-    with pytest.raises(ImageInputError, match="broken.png"):
+    with pytest.raises(ImageInputError, match=r"broken\.png"):
         model.answer(broken, "What is this?")
     unknown = model.answer(_image(), "Wubba lubba dub dub?")  # no word links: still answers
     assert isinstance(unknown.text, str)
