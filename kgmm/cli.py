@@ -298,6 +298,57 @@ def data_build_bench(
                   + (f": {json.dumps(counts)}" if counts else ""))
 
 
+# -- train -----------------------------------------------------------------------------------
+@app.command("train")
+def train_command(
+    config: Annotated[Path | None, typer.Option(help="JSON file with any of: data, out, epochs, "
+                                                "parser_epochs, image_size")] = None,
+    data: Annotated[Path | None, typer.Option(help="benchmark folder (VQA v2 layout + scene "
+                                              "graphs, e.g. from `kgmm data build-bench`)")] = None,
+    out: Annotated[Path | None, typer.Option(help="model directory (default: <data-dir>/models/"
+                                             "default)")] = None,
+    epochs: Annotated[int | None, typer.Option(help="VQA training epochs")] = None,
+    parser_epochs: Annotated[int | None, typer.Option(help="scene parser epochs")] = None,
+    image_size: Annotated[int | None, typer.Option(help="image encoder input size")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Train the scene parser, the KG model and the no-KG baseline; save the model; report."""
+    from kgmm.data.openmoji.build import load_default_kg
+    from kgmm.graph.errors import InputError
+    from kgmm.graph.home import kgmm_home
+    from kgmm.reasoning.encoders import build_image_encoder, build_text_encoder
+    from kgmm.reasoning.node_embeddings import NodeEmbeddingCache
+    from kgmm.reasoning.train_pipeline import train_full
+
+    settings: dict[str, Any] = {"epochs": 10, "parser_epochs": 15, "image_size": 224}
+    if config is not None:
+        try:
+            settings.update(json.loads(config.read_text(encoding="utf-8")))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise InputError(f"cannot read the training config ({exc})", source=config) from None
+    overrides = {"data": data, "out": out, "epochs": epochs, "parser_epochs": parser_epochs,
+                 "image_size": image_size}
+    settings.update({k: v for k, v in overrides.items() if v is not None})
+    if "data" not in settings:
+        raise InputError("no benchmark folder: pass --data DIR or put \"data\" in --config",
+                         field="data")
+    kg = load_default_kg(data_dir)
+    text = build_text_encoder("minilm")
+    image = build_image_encoder("efficientnet-lite0", image_size=int(settings["image_size"]))
+    cache = NodeEmbeddingCache(kg, text, encoder_key="minilm",
+                               cache_dir=kgmm_home(data_dir) / "cache")
+    target = Path(settings.get("out") or kgmm_home(data_dir) / "models" / "default")
+    metrics = train_full(Path(settings["data"]), kg, target, text_encoder=text,
+                         image_encoder=image, node_cache=cache, epochs=int(settings["epochs"]),
+                         parser_epochs=int(settings["parser_epochs"]),
+                         log=lambda m: err_console.print(m))
+    table = Table("split", "KG model", "no-KG baseline", title=f"VQA accuracy — {target}")
+    for split in ("val", "test", "test-novel-answers", "test-novel-objects"):
+        table.add_row(split, f"{metrics['kg'][split]['accuracy']:.1f}",
+                      f"{metrics['no_kg'][split]['accuracy']:.1f}")
+    console.print(table)
+
+
 # -- answer ----------------------------------------------------------------------------------
 @app.command("answer")
 def answer_command(

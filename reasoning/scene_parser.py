@@ -137,7 +137,7 @@ class SceneParserConfig:
     max_scale: float = 100.0
     dropout: float = 0.1
     max_objects: int = 8
-    objectness_threshold: float = 0.3
+    objectness_threshold: float = 0.2
     nms_radius: int = 1
     nms_iou: float = 0.0
     top_k: int = 5
@@ -745,8 +745,9 @@ def evaluate_scene_parser(parser: SceneParser, features: Tensor, targets: SceneT
                           batch_size: int = 256) -> dict[str, float]:
     """Accuracy of a parser on cached features.
 
-    Cell level (from ``targets``): ``cell_precision`` / ``cell_recall`` of
-    :math:`\\sigma(o_c) \\ge` ``objectness_threshold`` against the centre cells, and
+    Cell level (from ``targets``): ``cell_precision`` / ``cell_recall`` of the cells peak
+    picking keeps (threshold and suppression, as in :meth:`SceneParser.parse`) against the
+    centre cells, and
     ``link_top1``: top-1 linking accuracy of the labelled centre cells over all ``K``
     candidates (only cells whose entity is in ``eval_entities`` when given, e.g. the novel
     synsets; ``link_cells`` counts them).
@@ -763,7 +764,11 @@ def evaluate_scene_parser(parser: SceneParser, features: Tensor, targets: SceneT
     out = SceneParserOutput(torch.cat([c.objectness for c in chunks]),
                             torch.cat([c.boxes for c in chunks]),
                             torch.cat([c.embeddings for c in chunks]), chunks[0].grid_size)
-    pred = out.objectness.sigmoid() >= parser.config.objectness_threshold
+    prob = out.objectness.sigmoid()
+    cfg = parser.config
+    _, boxes = decode_boxes(out.boxes, out.grid_size)
+    pred = (prob >= cfg.objectness_threshold) & peak_mask(prob, out.grid_size, cfg.nms_radius,
+                                                          boxes, cfg.nms_iou)
     gold = targets.objectness >= 1.0
     tp = int((pred & gold).sum())
     res = {"cell_precision": tp / max(int(pred.sum()), 1),

@@ -1,0 +1,150 @@
+"""Training a complete model from a benchmark folder: perception, reasoning, baseline, report.
+
+1. Frozen encoders: EfficientNet-Lite0 grid + pooled features of every image (once), MiniLM
+   sentence vectors of every question (once), node texts on demand (cached on disk).
+2. The scene parser is trained on the train split's scene graphs against the text
+   embeddings of the train objects' synsets; at test time it links against every object
+   synset of the benchmark (novel ones included: zero-shot).
+3. Every question's reasoning graph is built from the *parsed* objects (not the stored scene
+   graphs), and the KG model and the no-KG baseline are trained on the same inputs.
+4. Both are evaluated with the official VQA accuracy on every split, per question family;
+   the KG model, its parser and the KG snapshot are saved as a model directory.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from kgmm.data import load_vqa
+from kgmm.graph.compiled import CompiledKG
+
+from .scene_graph import GraphConfig, ObjectObservation
+from .scene_parser import (
+    SceneParser,
+    SceneParserConfig,
+    scene_parser_targets,
+    stack_targets,
+    train_scene_parser,
+)
+from .vqa_data import build_vocabularies, make_examples
+from .vqa_model import VQAModel
+from .vqa_train import default_config, evaluate, load_scenes, surface_forms, train_model
+
+SPLITS = ("train", "val", "test", "test-novel-answers", "test-novel-objects")
+
+
+def encode_images(root: Path, splits: tuple[str, ...], encoder: Any,
+                  batch_size: int = 32) -> dict[Any, tuple[torch.Tensor, torch.Tensor]]:
+    """``image_id → (grid tokens [P, D] float16, pooled [D])`` for every image of the splits."""
+    from .inputs import load_image
+
+    out: dict[Any, tuple[torch.Tensor, torch.Tensor]] = {}
+    for split in splits:
+        paths = {r.image_id: r.image_path for r in load_vqa(root, split)}
+        ids = [i for i in paths if i not in out]
+        for start in range(0, len(ids), batch_size):
+            chunk = ids[start:start + batch_size]
+            with torch.no_grad():
+                features = encoder.encode([load_image(paths[i]) for i in chunk])
+            for k, image_id in enumerate(chunk):
+                out[image_id] = (features.tokens[k].half(), features.pooled[k].float())
+    return out
+
+
+def train_full(root: Path, kg: CompiledKG, out: Path, *, text_encoder: Any, image_encoder: Any,
+               node_cache: Any, epochs: int = 10, parser_epochs: int = 15,
+               log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Steps 1–4 of the module docstring; returns the metrics (also saved with the model)."""
+    from kgmm.pipeline import save_model
+
+    started = time.perf_counter()
+    manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
+    features = encode_images(root, SPLITS, image_encoder)
+    grid = tuple(image_encoder.encode([_blank(image_encoder)]).grid_size)
+    log(f"image features: {len(features)} images in {time.perf_counter() - started:.0f} s")
+
+    scenes = {split: load_scenes(root, split) for split in SPLITS}
+    train_objects = sorted({o["synset_id"] for s in scenes["train"].values()
+                            for o in s["objects"] if kg.find_index(o["synset_id"]) is not None})
+    all_objects = sorted({o["synset_id"] for split in SPLITS for s in scenes[split].values()
+                          for o in s["objects"] if kg.find_index(o["synset_id"]) is not None})
+    train_index = {e: i for i, e in enumerate(train_objects)}
+    train_ids = list(scenes["train"])
+    targets = stack_targets([scene_parser_targets(scenes["train"][i], grid,
+                                                  entity_index=train_index)
+                             for i in train_ids])
+    tokens = torch.stack([features[i][0].float() for i in train_ids])
+    parser = SceneParser(SceneParserConfig(feature_dim=tokens.shape[-1],
+                                           embed_dim=text_encoder.dim, grid_size=grid))
+    train_embeddings = node_cache([kg.index_of(e) for e in train_objects])
+    t0 = time.perf_counter()
+    train_scene_parser(parser, tokens, targets, train_embeddings, epochs=parser_epochs,
+                       grid_size=grid)
+    log(f"scene parser: {len(train_ids)} scenes, {parser_epochs} epochs in "
+        f"{time.perf_counter() - t0:.0f} s")
+    parser.eval()
+    candidate_index = [kg.index_of(e) for e in all_objects]
+    candidate_matrix = node_cache(candidate_index)
+
+    def observe(record: Any) -> tuple[torch.Tensor, list[ObjectObservation]]:
+        grid_tokens, pooled = features[record.image_id]
+        with torch.no_grad():
+            output = parser(grid_tokens.float().unsqueeze(0), grid)
+        detections = parser.parse(output, candidate_matrix,
+                                  [str(i) for i in candidate_index], grid_size=grid)[0]
+        observations = []
+        for det in detections:
+            scores = torch.tensor([s for _, s in det.entities])
+            probs = torch.softmax(scores, dim=0).tolist()
+            observations.append(ObjectObservation(
+                x=det.center[0], y=det.center[1], objectness=det.objectness,
+                candidates=[(int(e), p) for (e, _), p in zip(det.entities, probs, strict=True)],
+                embedding=output.embeddings[0, det.cell].float()))
+        return pooled, observations
+
+    data = {}
+    for split in SPLITS:
+        data[split] = make_examples(load_vqa(root, split), kg, observe, text_encoder.embed,
+                                    node_cache, GraphConfig())
+    log(f"questions prepared in {time.perf_counter() - started:.0f} s")
+    kg_vocab, all_vocab = build_vocabularies(data["train"])
+    names = surface_forms(data["train"])
+    metrics: dict[str, Any] = {"benchmark": {"scenes": manifest.get("scenes"),
+                                             "seed": manifest.get("seed")}}
+    models = {}
+    for use_kg, vocab in ((True, kg_vocab), (False, all_vocab)):
+        tag = "kg" if use_kg else "no_kg"
+        model = VQAModel(default_config(kg, vocab.itos, use_kg=use_kg,
+                                        image_dim=image_encoder.dim))
+        t0 = time.perf_counter()
+        train_model(model, data["train"], epochs=epochs,
+                    on_epoch=lambda e, m, tag=tag: log(f"{tag} epoch {e}: {m}"))
+        metrics[tag] = {"train_seconds": round(time.perf_counter() - t0, 1)}
+        for split in SPLITS[1:]:
+            res = evaluate(model, data[split], kg, names)
+            metrics[tag][split] = {"accuracy": round(res.accuracy, 2),
+                                   "per_family": {k: round(v, 2)
+                                                  for k, v in res.per_family.items()},
+                                   "questions": res.count}
+            log(f"{tag} {split}: {res.accuracy:.1f}")
+        models[tag] = model
+    node_cache.save()
+    save_model(out, kg=kg, vqa=models["kg"], parser=parser,
+               parser_entities=all_objects,
+               surface_forms={kg.id_of(i): t for i, t in names.items()},
+               image_size=image_encoder.image_size, metrics=metrics)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1), encoding="utf-8")
+    log(f"model saved to {out} ({time.perf_counter() - started:.0f} s in all)")
+    return metrics
+
+
+def _blank(encoder: Any) -> Any:
+    from PIL import Image
+
+    return Image.new("RGB", (encoder.image_size, encoder.image_size), (255, 255, 255))
