@@ -334,7 +334,9 @@ def train_command(
                          field="data")
     kg = load_default_kg(data_dir)
     text = build_text_encoder("minilm")
-    image = build_image_encoder("efficientnet-lite0", image_size=int(settings["image_size"]))
+    # crop_pct=1: VQA needs the whole picture (the ImageNet centre crop cuts objects at edges)
+    image = build_image_encoder("efficientnet-lite0", image_size=int(settings["image_size"]),
+                                crop_pct=1.0)
     cache = NodeEmbeddingCache(kg, text, encoder_key="minilm",
                                cache_dir=kgmm_home(data_dir) / "cache")
     target = Path(settings.get("out") or kgmm_home(data_dir) / "models" / "default")

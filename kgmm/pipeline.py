@@ -177,7 +177,7 @@ def save_model(directory: str | os.PathLike[str], *, kg: Any, vqa: Any, parser: 
                parser_entities: list[str], surface_forms: dict[str, str],
                text_encoder: str = "minilm", image_encoder: str = "efficientnet-lite0",
                image_size: int = 224, metrics: dict[str, Any] | None = None,
-               trained_image_encoder: Any = None) -> Path:
+               trained_image_encoder: Any = None, crop_pct: float = 1.0) -> Path:
     """Write a model directory atomically (aside, then renamed over any previous one).
 
     ``trained_image_encoder``: an image tower whose weights were trained (e.g. ``small_cnn``)
@@ -200,7 +200,7 @@ def save_model(directory: str | os.PathLike[str], *, kg: Any, vqa: Any, parser: 
         manifest = {
             "format_version": MODEL_FORMAT_VERSION, "kg_content_hash": kg.content_hash,
             "text_encoder": text_encoder, "image_encoder": image_encoder,
-            "image_size": image_size, "parts": parts,
+            "image_size": image_size, "crop_pct": crop_pct, "parts": parts,
             "parser_entities": parser_entities, "surface_forms": surface_forms,
             "metrics": metrics or {},
         }
@@ -257,7 +257,8 @@ class KGMM:
         image_name = manifest.get("image_encoder", "efficientnet-lite0")
         if image_name == "image_encoder":  # trained weights saved with the model
             image_name = str(path / "image_encoder")
-        image = build_image_encoder(image_name, image_size=manifest.get("image_size", 224))
+        image = build_image_encoder(image_name, image_size=manifest.get("image_size", 224),
+                                    crop_pct=manifest.get("crop_pct", 1.0))
         try:
             vqa = VQAModel.from_pretrained(path / "vqa")
             parser = SceneParser.from_pretrained(path / "parser")

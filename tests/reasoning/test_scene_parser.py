@@ -243,10 +243,19 @@ def test_save_load_round_trip_gives_identical_outputs(tmp_path: Path):
                                                                          threshold=0.0)
 
 
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """One intra-op thread (faster for tiny models on the shared machine), restored after."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.usefixtures("one_thread")
 def test_loss_terms_and_training_on_synthetic_features():
     """Objects are a feature direction at their cell plus the entity's code: training must
     find the cells and link them."""
-    torch.set_num_threads(1)
     gen = torch.Generator().manual_seed(0)
     n, grid, d, k, e = 192, (4, 4), 24, 5, 12
     codes = torch.nn.functional.normalize(torch.randn(k, d, generator=gen), dim=-1)
