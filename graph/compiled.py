@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import uuid
 from collections.abc import Iterable, Sequence
 from itertools import pairwise
@@ -28,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from ._gc import gc_paused
+from .atomic_dir import written_aside
 from .errors import SnapshotError
 from .home import kgmm_home
 from .lexicon import normalize_label, singular_forms
@@ -150,25 +150,12 @@ class CompiledKG:
             existing = json.loads((target / "meta.json").read_text(encoding="utf-8"))
             if existing.get("content_hash") == self.content_hash:
                 return target
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
-        tmp.mkdir()
-        try:
+        with written_aside(target) as tmp:
             for name in _ARRAYS:
                 np.save(tmp / f"{name}.npy", np.ascontiguousarray(self._a[name]),
                         allow_pickle=False)
             (tmp / "meta.json").write_text(json.dumps(self.meta, indent=1, ensure_ascii=False),
                                            encoding="utf-8")
-            if target.exists():
-                old = target.parent / f".{target.name}.{uuid.uuid4().hex}.old"
-                os.replace(target, old)
-                os.replace(tmp, target)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         self.path = target
         return target
 

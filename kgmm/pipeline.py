@@ -182,13 +182,10 @@ def save_model(directory: str | os.PathLike[str], *, kg: Any, vqa: Any, parser: 
 
     ``trained_image_encoder``: an image tower whose weights were trained (e.g. ``small_cnn``)
     is saved into ``image_encoder/``; frozen pretrained towers are referenced by name."""
-    import shutil
-    import uuid
+    from kgmm.graph.atomic_dir import written_aside
 
     target = Path(directory)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
-    try:
+    with written_aside(target) as tmp:
         vqa.save_pretrained(tmp / "vqa")
         parser.save_pretrained(tmp / "parser")
         kg.save(tmp / "kg")
@@ -205,16 +202,6 @@ def save_model(directory: str | os.PathLike[str], *, kg: Any, vqa: Any, parser: 
             "metrics": metrics or {},
         }
         (tmp / MODEL_FILE).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
-        if target.exists():
-            old = target.parent / f".{target.name}.{uuid.uuid4().hex}.old"
-            os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target
 
 
