@@ -263,7 +263,7 @@ class KGMM:
         """(pooled vector, object observations) of one RGB image, cached by content."""
         import torch
 
-        from kgmm.reasoning.scene_graph import ObjectObservation
+        from kgmm.reasoning.scene_graph import observations_from_detections
 
         key = image_key(image)
         cached = self._features.get(key)
@@ -278,15 +278,7 @@ class KGMM:
         ids = [str(i) for i in p.parser_entities]
         detections = p.parser.parse(output, self._entity_matrix, ids,
                                     grid_size=features.grid_size)[0]
-        observations = []
-        for det in detections:
-            scores = torch.tensor([s for _, s in det.entities])
-            probs = torch.softmax(scores, dim=0).tolist() if len(scores) else []
-            observations.append(ObjectObservation(
-                x=det.center[0], y=det.center[1], objectness=det.objectness,
-                candidates=[(int(e), pr) for (e, _), pr in zip(det.entities, probs,
-                                                                strict=True)],
-                embedding=output.embeddings[0, det.cell].float()))
+        observations = observations_from_detections(detections, output.embeddings[0])
         result = (features.pooled[0].float(), observations)
         self._features.put(key, result)
         return result

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -55,6 +56,22 @@ class ObjectObservation:
     objectness: float
     candidates: list[tuple[int, float]]
     embedding: Tensor
+
+
+def observations_from_detections(detections: Sequence[Any],
+                                 cell_embeddings: Tensor) -> list[ObjectObservation]:
+    """Scene-parser detections as observations: candidate scores become probabilities
+    (softmax over the listed candidates, ids are KG indices as strings) and each object keeps
+    its cell's embedding (``cell_embeddings [P, E]``)."""
+    out = []
+    for det in detections:
+        scores = torch.tensor([s for _, s in det.entities])
+        probs = torch.softmax(scores, dim=0).tolist() if len(scores) else []
+        out.append(ObjectObservation(
+            x=det.center[0], y=det.center[1], objectness=det.objectness,
+            candidates=[(int(e), p) for (e, _), p in zip(det.entities, probs, strict=True)],
+            embedding=cell_embeddings[det.cell].float()))
+    return out
 
 
 @dataclass

@@ -24,7 +24,7 @@ import torch
 from kgmm.data import load_vqa
 from kgmm.graph.compiled import CompiledKG
 
-from .scene_graph import GraphConfig, ObjectObservation
+from .scene_graph import GraphConfig, ObjectObservation, observations_from_detections
 from .scene_parser import (
     SceneParser,
     SceneParserConfig,
@@ -98,14 +98,7 @@ def train_full(root: Path, kg: CompiledKG, out: Path, *, text_encoder: Any, imag
             output = parser(grid_tokens.float().unsqueeze(0), grid)
         detections = parser.parse(output, candidate_matrix,
                                   [str(i) for i in candidate_index], grid_size=grid)[0]
-        observations = []
-        for det in detections:
-            scores = torch.tensor([s for _, s in det.entities])
-            probs = torch.softmax(scores, dim=0).tolist()
-            observations.append(ObjectObservation(
-                x=det.center[0], y=det.center[1], objectness=det.objectness,
-                candidates=[(int(e), p) for (e, _), p in zip(det.entities, probs, strict=True)],
-                embedding=output.embeddings[0, det.cell].float()))
+        observations = observations_from_detections(detections, output.embeddings[0])
         return pooled, observations
 
     data = {}
