@@ -10,15 +10,27 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+from kgmm.cli_common import (
+    Backend,
+    DataDir,
+    Neo4jPassword,
+    Neo4jUri,
+    Neo4jUser,
+    cell_text,
+    console,
+    err_console,
+    open_store_for,
+    parse_params,
+    print_stats,
+    progress_display,
+)
 
 app = typer.Typer(help="kgmm: knowledge-graph-augmented multimodal reasoning.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -26,48 +38,11 @@ kg_app = typer.Typer(help="Knowledge graph: fetch, import, compile, inspect.", n
 app.add_typer(kg_app, name="kg")
 data_app = typer.Typer(help="Datasets: build the OpenMoji-scenes benchmark.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
-
-console = Console()
-err_console = Console(stderr=True)
-
-DataDir = Annotated[Path | None, typer.Option("--data-dir", help="kgmm data directory "
-                                              "(default: $KGMM_HOME or ~/.local/share/kgmm)")]
-Backend = Annotated[str, typer.Option("--backend", "-b", help="rdflib (embedded) or neo4j")]
-Neo4jUri = Annotated[str | None, typer.Option("--neo4j-uri", help="default $KGMM_NEO4J_URI")]
-Neo4jUser = Annotated[str | None, typer.Option("--neo4j-user", help="default $KGMM_NEO4J_USER")]
-Neo4jPassword = Annotated[str | None, typer.Option("--neo4j-password",
-                                                   help="default $KGMM_NEO4J_PASSWORD")]
-
-
-@contextmanager
-def _progress() -> Iterator[Callable[[str, int, int], None]]:
-    """A rich progress display; yields a ``progress(step, done, total)`` callback."""
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(),
-               TimeElapsedColumn())
-    with Progress(*columns, console=err_console, transient=False) as progress:
-        tasks: dict[str, Any] = {}
-
-        def update(step: str, done: int, total: int) -> None:
-            if step not in tasks:
-                tasks[step] = progress.add_task(step, total=total or None)
-            progress.update(tasks[step], completed=done, total=total or None)
-
-        yield update
-
-
-def _open(backend: str, data_dir: Path | None, uri: str | None = None, user: str | None = None,
-          password: str | None = None) -> Any:
-    from kgmm.graph.stores import open_store
-
-    return open_store(backend, data_dir=data_dir, uri=uri, user=user, password=password)
-
-
-def _print_stats(title: str, stats: dict[str, Any]) -> None:
-    table = Table(title=title, show_header=False)
-    for key, value in stats.items():
-        table.add_row(key, f"{value:,}" if isinstance(value, int) else str(value))
-    console.print(table)
-
+eval_app = typer.Typer(help="Batch evaluation runs with reports and plots.", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
+inspect_app = typer.Typer(help="Inspect answered questions and their linked entities (Cypher).",
+                          no_args_is_help=True)
+app.add_typer(inspect_app, name="inspect")
 
 # -- kg fetch ------------------------------------------------------------------------------
 @kg_app.command("fetch")
@@ -120,11 +95,11 @@ def kg_import(
         err_console.print(f"read {source}: {part.stats()} in {time.perf_counter() - started:.1f} s")
         parts.append(part)
     data = parts[0] if len(parts) == 1 else merge_graph_data(parts, source=", ".join(sources))
-    store = _open(backend, data_dir, neo4j_uri, neo4j_user, neo4j_password)
+    store = open_store_for(backend, data_dir, neo4j_uri, neo4j_user, neo4j_password)
     try:
-        with _progress() as progress:
+        with progress_display() as progress:
             report = store.import_data(data, progress=progress)
-        _print_stats(f"imported into {backend} in {report.seconds:.1f} s", {
+        print_stats(f"imported into {backend} in {report.seconds:.1f} s", {
             "entities added": report.entities_added,
             "entities updated": report.entities_updated,
             "relations added": report.relations_added,
@@ -139,9 +114,9 @@ def kg_import(
 def kg_stats(backend: Backend = "rdflib", data_dir: DataDir = None, neo4j_uri: Neo4jUri = None,
              neo4j_user: Neo4jUser = None, neo4j_password: Neo4jPassword = None) -> None:
     """Counts of entities, relations and triples in the store."""
-    store = _open(backend, data_dir, neo4j_uri, neo4j_user, neo4j_password)
+    store = open_store_for(backend, data_dir, neo4j_uri, neo4j_user, neo4j_password)
     try:
-        _print_stats(f"{backend} store", store.stats().as_dict())
+        print_stats(f"{backend} store", store.stats().as_dict())
     finally:
         store.close()
 
@@ -156,17 +131,17 @@ def kg_compile(
     """Compile the store into a tensor snapshot under <data-dir>/compiled/."""
     from kgmm.graph.compiled import CompiledKG
 
-    store = _open(backend, data_dir, neo4j_uri, neo4j_user, neo4j_password)
+    store = open_store_for(backend, data_dir, neo4j_uri, neo4j_user, neo4j_password)
     try:
         started = time.perf_counter()
-        with _progress() as progress:
+        with progress_display() as progress:
             progress("read store", 0, 2)
             data = store.export()
             progress("read store", 1, 2)
             kg = CompiledKG.build(data)
             progress("read store", 2, 2)
         path = kg.save_to_home(data_dir, name=name)
-        _print_stats(f"compiled in {time.perf_counter() - started:.1f} s", {
+        print_stats(f"compiled in {time.perf_counter() - started:.1f} s", {
             "nodes": kg.num_nodes, "edges": kg.num_edges, "relations": kg.num_relations,
             "content hash": kg.content_hash[:16], "path": str(path)})
     finally:
@@ -174,20 +149,6 @@ def kg_compile(
 
 
 # -- kg inspect ----------------------------------------------------------------------------
-def parse_params(items: list[str] | None) -> dict[str, Any]:
-    """``k=v`` pairs; ``v`` is read as JSON when it parses (numbers, lists), else as text."""
-    params: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.isidentifier():
-            raise typer.BadParameter(f"--param needs NAME=VALUE, got {item!r}")
-        try:
-            params[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            params[key] = raw
-    return params
-
-
 @kg_app.command("inspect")
 def kg_inspect(
     query: Annotated[str, typer.Argument(help="a read-only Cypher query (see README)")],
@@ -200,7 +161,7 @@ def kg_inspect(
     neo4j_user: Neo4jUser = None, neo4j_password: Neo4jPassword = None,
 ) -> None:
     """Run a read-only Cypher query against the store (parameters only as --param)."""
-    store = _open(backend, data_dir, neo4j_uri, neo4j_user, neo4j_password)
+    store = open_store_for(backend, data_dir, neo4j_uri, neo4j_user, neo4j_password)
     try:
         result = store.inspect(query, parse_params(param), limit=limit, timeout_s=timeout)
     finally:
@@ -212,13 +173,8 @@ def kg_inspect(
     table = Table(*result.columns, title=f"{len(result.rows)} rows ({backend})"
                   + (" — truncated by --limit" if result.truncated else ""))
     for row in result.rows:
-        table.add_row(*[_cell(row[c]) for c in result.columns])
+        table.add_row(*[cell_text(row[c]) for c in result.columns])
     console.print(table)
-
-
-def _cell(value: Any) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
-    return text if len(text) <= 120 else text[:117] + "..."
 
 
 # -- kg export -----------------------------------------------------------------------------
@@ -231,7 +187,7 @@ def kg_export(
     """Export the store as RDF in kgmm's vocabulary (re-importable with `kg import`)."""
     from kgmm.graph.sources import write_rdf
 
-    store = _open(backend, data_dir, neo4j_uri, neo4j_user, neo4j_password)
+    store = open_store_for(backend, data_dir, neo4j_uri, neo4j_user, neo4j_password)
     try:
         data = store.export()
     finally:
@@ -398,14 +354,14 @@ def demo(data_dir: DataDir = None) -> None:
     data = read_wordnet(directory)
     err_console.print(f"read WordNet from {directory}: {data.stats()}")
     store = EmbeddedStore(data_dir=data_dir)
-    with _progress() as progress:
+    with progress_display() as progress:
         report = store.import_data(data, progress=progress)
     err_console.print(f"imported in {report.seconds:.1f} s "
                       f"({report.entities_added:,} new entities)")
     kg = CompiledKG.from_store(store)
     path = kg.save_to_home(data_dir)
-    _print_stats("embedded store", store.stats().as_dict())
-    _print_stats("compiled snapshot", {"nodes": kg.num_nodes, "edges": kg.num_edges,
+    print_stats("embedded store", store.stats().as_dict())
+    print_stats("compiled snapshot", {"nodes": kg.num_nodes, "edges": kg.num_edges,
                                        "relations": kg.num_relations, "path": str(path)})
     query = ("MATCH (d:Entity {id: $id})-[:hypernym*1..3]->(h:Entity) "
              "RETURN DISTINCT h.id, h.label ORDER BY h.id")
@@ -413,7 +369,7 @@ def demo(data_dir: DataDir = None) -> None:
     result = store.inspect(query, {"id": "wn:dog.n.01"})
     table = Table(*result.columns)
     for row in result.rows:
-        table.add_row(*[_cell(row[c]) for c in result.columns])
+        table.add_row(*[cell_text(row[c]) for c in result.columns])
     console.print(table)
     dog = kg.lookup("dog")[0]
     sub = kg.subgraph([dog], hops=2, fanout=16)
@@ -421,6 +377,18 @@ def demo(data_dir: DataDir = None) -> None:
                   f"{sub.edge_index.shape[1]} edges")
     store.close()
     console.print(f"demo finished in {time.perf_counter() - started:.1f} s")
+
+
+def _register_command_modules() -> None:
+    """Commands that live in their own modules: each exposes ``register(app, groups)``."""
+    from kgmm import cli_eval, cli_inspect, cli_retrieval, cli_serve
+
+    groups = {"kg": kg_app, "data": data_app, "eval": eval_app, "inspect": inspect_app}
+    for module in (cli_eval, cli_inspect, cli_retrieval, cli_serve):
+        module.register(app, groups)
+
+
+_register_command_modules()
 
 
 def main() -> None:

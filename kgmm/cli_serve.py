@@ -1,0 +1,9 @@
+"""`kgmm serve`: the HTTP service and its page."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
+    """Add this module's commands to ``app`` / ``groups`` (nothing yet)."""
