@@ -39,6 +39,7 @@ _EXPORTS: dict[str, str] = {
     "QueryError": "kgmm.graph.errors",
     "ReadOnlyViolationError": "kgmm.graph.errors",
     "SnapshotError": "kgmm.graph.errors",
+    "QuestionRecord": "kgmm.graph.inspection", "record_from_answer": "kgmm.inspection",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -325,6 +325,11 @@ def answer_command(
     if as_json:
         sys.stdout.write(json.dumps(result.to_dict(), ensure_ascii=False) + "\n")
         return
+    _print_answer(result)
+
+
+def _print_answer(result: Any) -> None:
+    """An answer, its alternatives, linked entities and evidence paths, as rich text."""
     console.print(f"[bold]{result.text}[/bold]  (score {result.score:.2f}"
                   + (f", {result.entity_id}" if result.entity_id else "") + ")")
     for alt in result.alternatives:
@@ -342,31 +347,37 @@ def answer_command(
 
 # -- demo ----------------------------------------------------------------------------------
 @app.command("demo")
-def demo(data_dir: DataDir = None) -> None:
-    """Fetch WordNet, import it into the embedded store, compile it, show stats and a query."""
-    from kgmm.graph.compiled import CompiledKG
-    from kgmm.graph.sources.fetch import find_wordnet
-    from kgmm.graph.sources.wordnet import read_wordnet
-    from kgmm.graph.stores.embedded import EmbeddedStore
+def demo(
+    scenes: Annotated[int, typer.Option(help="benchmark scenes to build and train on")] = 500,
+    epochs: Annotated[int, typer.Option(help="VQA training epochs")] = 6,
+    parser_epochs: Annotated[int, typer.Option(help="scene parser epochs")] = 10,
+    kg_only: Annotated[bool, typer.Option("--kg-only", help="stop after the knowledge graph "
+                                          "(no benchmark, no training)")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """From nothing to answers: WordNet → embedded store → compiled KG → a small benchmark →
+    train the default model (CPU, minutes) → answer test questions with evidence."""
+    from kgmm.demo import (
+        DemoSettings,
+        build_demo_benchmark,
+        demo_questions,
+        prepare_kg,
+        train_demo_model,
+    )
 
     started = time.perf_counter()
-    directory = find_wordnet(data_dir=data_dir, on_progress=lambda m: err_console.print(m))
-    data = read_wordnet(directory)
-    err_console.print(f"read WordNet from {directory}: {data.stats()}")
-    store = EmbeddedStore(data_dir=data_dir)
+    settings = DemoSettings(scenes=scenes, epochs=epochs, parser_epochs=parser_epochs)
+    log = err_console.print
     with progress_display() as progress:
-        report = store.import_data(data, progress=progress)
-    err_console.print(f"imported in {report.seconds:.1f} s "
-                      f"({report.entities_added:,} new entities)")
-    kg = CompiledKG.from_store(store)
-    path = kg.save_to_home(data_dir)
-    print_stats("embedded store", store.stats().as_dict())
-    print_stats("compiled snapshot", {"nodes": kg.num_nodes, "edges": kg.num_edges,
-                                       "relations": kg.num_relations, "path": str(path)})
-    query = ("MATCH (d:Entity {id: $id})-[:hypernym*1..3]->(h:Entity) "
-             "RETURN DISTINCT h.id, h.label ORDER BY h.id")
-    console.print(f"[bold]kgmm kg inspect[/bold] {query!r} --param id=wn:dog.n.01")
-    result = store.inspect(query, {"id": "wn:dog.n.01"})
+        store, kg = prepare_kg(data_dir, log, progress)
+    try:
+        print_stats("embedded store", store.stats().as_dict())
+        query = ("MATCH (d:Entity {id: $id})-[:hypernym*1..3]->(h:Entity) "
+                 "RETURN DISTINCT h.id, h.label ORDER BY h.id")
+        console.print(f"[bold]kgmm kg inspect[/bold] {query!r} --param id=wn:dog.n.01")
+        result = store.inspect(query, {"id": "wn:dog.n.01"})
+    finally:
+        store.close()
     table = Table(*result.columns)
     for row in result.rows:
         table.add_row(*[cell_text(row[c]) for c in result.columns])
@@ -375,8 +386,25 @@ def demo(data_dir: DataDir = None) -> None:
     sub = kg.subgraph([dog], hops=2, fanout=16)
     console.print(f"2-hop subgraph of {kg.id_of(dog)} (fan-out 16): {sub.num_nodes} nodes, "
                   f"{sub.edge_index.shape[1]} edges")
-    store.close()
-    console.print(f"demo finished in {time.perf_counter() - started:.1f} s")
+    if kg_only:
+        console.print(f"demo finished in {time.perf_counter() - started:.1f} s")
+        return
+    bench = build_demo_benchmark(data_dir, kg, settings, log)
+    metrics = train_demo_model(bench, kg, data_dir, settings, log)
+    table = Table("split", "KG model", "no-KG baseline", title="VQA accuracy (demo model)")
+    for split in ("val", "test", "test-novel-answers", "test-novel-objects"):
+        table.add_row(split, f"{metrics['kg'][split]['accuracy']:.1f}",
+                      f"{metrics['no_kg'][split]['accuracy']:.1f}")
+    console.print(table)
+    from kgmm.pipeline import KGMM
+
+    model = KGMM.load(data_dir=data_dir)
+    for item in demo_questions(bench, settings.questions):
+        console.print(f"\n[bold]kgmm answer[/bold] {item.image} {item.question!r}  "
+                      f"[dim]({item.family}; expected {', '.join(item.expected)})[/dim]")
+        _print_answer(model.answer(item.image, item.question))
+    console.print(f"\ndemo finished in {time.perf_counter() - started:.1f} s; the model is the "
+                  f"default now: kgmm answer IMAGE \"QUESTION\"")
 
 
 def _register_command_modules() -> None:

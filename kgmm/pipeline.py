@@ -177,11 +177,14 @@ def save_model(directory: str | os.PathLike[str], *, kg: Any, vqa: Any, parser: 
                parser_entities: list[str], surface_forms: dict[str, str],
                text_encoder: str = "minilm", image_encoder: str = "efficientnet-lite0",
                image_size: int = 224, metrics: dict[str, Any] | None = None,
-               trained_image_encoder: Any = None, crop_pct: float = 1.0) -> Path:
+               trained_image_encoder: Any = None, crop_pct: float = 1.0,
+               perception_domain: Any = None) -> Path:
     """Write a model directory atomically (aside, then renamed over any previous one).
 
     ``trained_image_encoder``: an image tower whose weights were trained (e.g. ``small_cnn``)
-    is saved into ``image_encoder/``; frozen pretrained towers are referenced by name."""
+    is saved into ``image_encoder/``; frozen pretrained towers are referenced by name.
+    ``perception_domain``: the parser's picture style
+    (:class:`~kgmm.reasoning.perception_domain.PerceptionDomain`)."""
     from kgmm.graph.atomic_dir import written_aside
 
     target = Path(directory)
@@ -201,6 +204,8 @@ def save_model(directory: str | os.PathLike[str], *, kg: Any, vqa: Any, parser: 
             "parser_entities": parser_entities, "surface_forms": surface_forms,
             "metrics": metrics or {},
         }
+        if perception_domain is not None:
+            manifest["perception_domain"] = perception_domain.to_dict()
         (tmp / MODEL_FILE).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
     return target
 
@@ -214,6 +219,11 @@ class KGMM:
         self._features = _LRU(256)
         self._entity_matrix: Any = None
         manifest = parts.manifest
+        self._domain = None
+        if "perception_domain" in manifest:
+            from kgmm.reasoning.perception_domain import PerceptionDomain
+
+            self._domain = PerceptionDomain.from_dict(manifest["perception_domain"])
         kg = parts.kg
         self._surface = {kg.find_index(e): t for e, t in manifest.get("surface_forms", {}).items()
                          if kg.find_index(e) is not None}
@@ -272,6 +282,11 @@ class KGMM:
         p = self.parts
         with torch.no_grad():
             features = p.image_encoder.encode([image])
+        if self._domain is not None and not self._domain.contains(features.pooled[0]):
+            result = (features.pooled[0].float(), self._imagenet_observations(features.logits))
+            self._features.put(key, result)
+            return result
+        with torch.no_grad():
             output = p.parser(features.tokens, features.grid_size)
         if self._entity_matrix is None:
             self._entity_matrix = p.node_embeddings(p.parser_entities)
@@ -279,9 +294,28 @@ class KGMM:
         detections = p.parser.parse(output, self._entity_matrix, ids,
                                     grid_size=features.grid_size)[0]
         observations = observations_from_detections(detections, output.embeddings[0])
+        if not observations:
+            observations = self._imagenet_observations(features.logits)
         result = (features.pooled[0].float(), observations)
         self._features.put(key, result)
         return result
+
+    def _imagenet_observations(self, logits: Any) -> list[Any]:
+        """The fallback when the scene parser sees no object (another picture style, a real
+        photograph): the image encoder's ImageNet classes, joined to KG entities, as one
+        whole-image object (see :mod:`kgmm.reasoning.imagenet_linking`)."""
+        from kgmm.reasoning.imagenet_linking import (
+            imagenet_candidates,
+            imagenet_observation,
+            link_imagenet_classes,
+        )
+
+        if logits is None or logits.shape[-1] != 1000:
+            return []
+        candidates = imagenet_candidates(logits[0], link_imagenet_classes(self.parts.kg))
+        if not candidates:
+            return []
+        return [imagenet_observation(candidates, self.parts.node_embeddings)]
 
     def answer(self, image: Any, question: str, *, top_k: int = 5,
                evidence: bool = True) -> Answer:

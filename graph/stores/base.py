@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ..model import GraphData
+
+if TYPE_CHECKING:
+    from ..inspection import QuestionRecord
 
 ProgressCallback = Callable[[str, int, int], None]
 """``progress(step, done, total)`` — called by long operations; ``total`` may be 0 if unknown."""
@@ -70,5 +73,14 @@ class KGStore(Protocol):
 
     def inspect(self, query: str, params: Mapping[str, Any] | None = None, *,
                 limit: int = 1000, timeout_s: float = 10.0) -> InspectionResult: ...
+
+    def write_question_records(self, records: Sequence[QuestionRecord]) -> int:
+        """Upsert inspection records by question id, all or nothing (see
+        :mod:`kgmm.graph.inspection`); returns how many were written."""
+        ...
+
+    def delete_question_records(self, run: str | None = None) -> int:
+        """Delete the inspection records of ``run`` (all when None); returns how many."""
+        ...
 
     def close(self) -> None: ...

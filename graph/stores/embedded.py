@@ -5,7 +5,8 @@ Layout under ``<KGMM_HOME>/stores/<name>/``::
     CURRENT                 the name of the live generation (replaced atomically)
     gen-<uuid>/oxigraph/    the RDF database (rdflib via oxrdflib, SPARQL, export)
     gen-<uuid>/snapshot/    the CompiledKG of exactly that content
-    .lock                   held while an import runs
+    gen-<uuid>/questions.jsonl  inspection records (one QuestionRecord a line), if any
+    .lock                   held while an import or a records write runs
 
 An import never touches the live generation: it copies the database aside (Oxigraph's
 ``backup``, hard links where possible), loads the new statements into the copy, compiles the
@@ -13,6 +14,11 @@ merged graph next to it, and only then swaps ``CURRENT``. A failed or interrupte
 the store exactly as it was. Keeping the snapshot in the generation makes ``compile`` and
 ``stats`` instant; :meth:`EmbeddedStore.export` still reads the RDF database itself, and
 :meth:`EmbeddedStore.check` proves the two agree.
+
+Inspection records (:mod:`kgmm.graph.inspection`) live next to the snapshot, not in it, so
+they never change the KG's content hash: a write replaces ``questions.jsonl`` atomically
+(written aside, then renamed), and an import carries the file into the new generation.
+Cypher inspection sees them as ``:Question`` nodes linked to the ``:Entity`` nodes.
 """
 
 from __future__ import annotations
@@ -32,6 +38,13 @@ from typing import TYPE_CHECKING, Any
 from .._gc import gc_paused
 from ..errors import InputError, SnapshotError, StoreError
 from ..home import kgmm_home
+from ..inspection import (
+    QuestionRecord,
+    add_records_to_view,
+    check_entities_known,
+    check_no_reserved_relations,
+    validate_records,
+)
 from ..model import Entity, GraphData, Relation, Triple
 from . import rdf_terms as T
 from .base import ImportReport, InspectionResult, ProgressCallback, StoreStats
@@ -44,9 +57,12 @@ from .records import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from ..compiled import CompiledKG
 
 DEFAULT_STORE_NAME = "default"
+RECORDS_FILE = "questions.jsonl"
 
 
 class EmbeddedStore:
@@ -87,9 +103,10 @@ class EmbeddedStore:
         """Name of the live generation, or None for an empty, never-imported store."""
         return self._read_current()
 
-    def _cached(self, key: str, build: Any) -> Any:
-        """Per-generation memo of derived views (snapshot, export, networkx view)."""
-        generation = self._read_current() or ""
+    def _cached(self, key: str, build: Any, version: str = "") -> Any:
+        """Per-generation memo of derived views (snapshot, export, networkx view);
+        ``version`` further keys it (the records file's stamp)."""
+        generation = (self._read_current() or "") + version
         hit = self._cache.get(key)
         if hit is not None and hit[0] == generation:
             return hit[1]
@@ -176,6 +193,7 @@ class EmbeddedStore:
                     self._load_aside(_serialise(data, progress), live, changed,
                                      target / "oxigraph", progress)
                 snapshot.save(target / "snapshot")
+                self._carry_records(live, target)
                 self.close()
                 self._write_current(new_generation)
             except BaseException as exc:
@@ -214,6 +232,81 @@ class EmbeddedStore:
             _step(progress, "load", 1)
         finally:
             del store
+
+    def _carry_records(self, live: str | None, target: Path) -> None:
+        """Give the new generation the live one's inspection records (a hard link: the file
+        is only ever replaced, never changed in place)."""
+        if live is None:
+            return
+        source = self.root / live / RECORDS_FILE
+        if source.exists():
+            try:
+                os.link(source, target / RECORDS_FILE)
+            except OSError:
+                shutil.copy2(source, target / RECORDS_FILE)
+
+    # -- inspection records ------------------------------------------------------------
+    def _records_path(self, generation: str | None = None) -> Path | None:
+        generation = generation or self._read_current()
+        return self.root / generation / RECORDS_FILE if generation else None
+
+    def _records_stamp(self) -> str:
+        path = self._records_path()
+        try:
+            st = os.stat(path) if path is not None else None
+        except FileNotFoundError:
+            st = None
+        return f"|{st.st_ino}:{st.st_mtime_ns}:{st.st_size}" if st else ""
+
+    def question_records(self, run: str | None = None) -> list[QuestionRecord]:
+        """The inspection records the store holds (those of ``run`` only, if given)."""
+        path = self._records_path()
+        records = _read_records(path) if path is not None else []
+        return [r for r in records if run is None or r.run == run]
+
+    def write_question_records(self, records: Sequence[QuestionRecord]) -> int:
+        """Upsert inspection records by question id; all or nothing.
+
+        Every record is validated and every entity it names must be in the KG
+        (:class:`InputError` naming the record otherwise) before anything is written. A
+        question written again has its node and edges replaced. Returns the number written.
+        """
+        checked = validate_records(records)
+        if not checked:
+            return 0
+        with self._import_lock():
+            kg = self.compiled()
+            if kg is None:
+                raise StoreError(f"the store {self.root} is empty; import a knowledge graph "
+                                 "before writing question records")
+            check_no_reserved_relations(kg.relation_ids, str(self.root))
+            check_entities_known(checked, lambda ids: {i for i in ids if i in kg})
+            path = self._records_path()
+            assert path is not None
+            merged = {r.question_id: r for r in _read_records(path)}
+            merged.update((r.question_id, r) for r in checked)
+            try:
+                _write_records(path, list(merged.values()))
+            except OSError as exc:
+                raise StoreError(f"writing question records into {self.root} failed, store "
+                                 f"unchanged: {exc}") from exc
+        return len(checked)
+
+    def delete_question_records(self, run: str | None = None) -> int:
+        """Delete the records of ``run`` (all records when None); returns how many."""
+        with self._import_lock():
+            path = self._records_path()
+            if path is None or not path.exists():
+                return 0
+            records = _read_records(path)
+            keep = [r for r in records if run is not None and r.run != run]
+            if len(keep) == len(records):
+                return 0
+            if keep:
+                _write_records(path, keep)
+            else:
+                path.unlink()
+        return len(records) - len(keep)
 
     # -- reading -----------------------------------------------------------------------
     def stats(self) -> StoreStats:
@@ -296,21 +389,24 @@ class EmbeddedStore:
 
     def inspect(self, query: str, params: Mapping[str, Any] | None = None, *,
                 limit: int = 1000, timeout_s: float = 10.0) -> InspectionResult:
-        """Run a read-only Cypher query over a networkx view of the store (grand-cypher)."""
+        """Run a read-only Cypher query over a networkx view of the store (grand-cypher):
+        the KG's entities, relations and triples, plus the inspection records."""
         from ..cypher import run_embedded_cypher
 
         return run_embedded_cypher(self.networkx_view(), query, params or {}, limit=limit,
                                    timeout_s=timeout_s)
 
     def networkx_view(self) -> Any:
-        """A networkx copy of the graph; changing it cannot change the store."""
+        """A networkx copy of the graph and the inspection records; changing it cannot change
+        the store."""
         from ..cypher import networkx_view, networkx_view_of_snapshot
 
         def build() -> Any:
             kg = self.compiled()
-            return networkx_view_of_snapshot(kg) if kg else networkx_view(GraphData([], [], []))
+            view = networkx_view_of_snapshot(kg) if kg else networkx_view(GraphData([], [], []))
+            return add_records_to_view(view, self.question_records())
 
-        return self._cached("networkx", build)
+        return self._cached("networkx", build, version=self._records_stamp())
 
     def close(self) -> None:
         """Release the open database handle and cached views (the store stays on disk)."""
@@ -344,6 +440,39 @@ class _Background:
         self._thread.join()
         if self._error is not None:
             raise self._error
+
+
+def _read_records(path: Path) -> list[QuestionRecord]:
+    """The records file (JSON lines); a missing file holds no records."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    records = []
+    for line_no, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(QuestionRecord.from_dict(json.loads(line)))
+        except (ValueError, TypeError) as exc:
+            raise StoreError(f"{path}:{line_no}: corrupt inspection record ({exc}); delete "
+                             "the file to drop the records") from None
+    return records
+
+
+def _write_records(path: Path, records: list[QuestionRecord]) -> None:
+    """Replace the records file atomically (written aside, fsynced, renamed)."""
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            for record in records:
+                fh.write(CANONICAL_JSON.encode(record.to_dict()) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _serialise(data: GraphData, progress: ProgressCallback | None) -> bytes:

@@ -15,6 +15,11 @@ driver's managed transactions. Everything a run creates carries ``_kgmm_import =
 one transaction. If any step fails, the run deletes what it created, so the store is as it
 was; if even that clean-up cannot reach the server, the error says so and re-running the same
 import completes it (it is idempotent).
+
+Inspection records (:mod:`kgmm.graph.inspection`) are ``(:Question {id, …})`` nodes with
+``MENTIONS``/``SHOWS``/``LINKED``/``ANSWERED``/``EVIDENCE`` relationships to ``:Entity`` nodes;
+a write is one transaction (old nodes of the same question ids deleted, new ones created), so
+it is all or nothing. Export, stats and compiled snapshots read only ``:Entity``/``:Relation``.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import os
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -34,6 +39,15 @@ from ..errors import (
     StoreAuthError,
     StoreError,
     StoreUnavailableError,
+)
+from ..inspection import (
+    RECORD_EDGE_TYPES,
+    QuestionRecord,
+    check_entities_known,
+    check_no_reserved_relations,
+    question_properties,
+    record_edges,
+    validate_records,
 )
 from ..model import RELATION_ID_PATTERN, GraphData, Triple
 from .base import ImportReport, InspectionResult, ProgressCallback, StoreStats
@@ -80,6 +94,22 @@ UNWIND $rows AS row
 MATCH (s:Entity {{id: row[0]}})
 MATCH (o:Entity {{id: row[1]}})
 CREATE (s)-[:`{rel}` {{{run}: $run}}]->(o)
+"""
+
+
+_RECORD_SCHEMA = (
+    "CREATE CONSTRAINT kgmm_question_id IF NOT EXISTS FOR (q:Question) REQUIRE q.id IS UNIQUE",
+    "CREATE INDEX kgmm_question_run IF NOT EXISTS FOR (q:Question) ON (q.run)",
+)
+_DELETE_QUESTIONS = "UNWIND $ids AS id MATCH (q:Question {id: id}) DETACH DELETE q"
+_CREATE_QUESTIONS = "UNWIND $rows AS row CREATE (q:Question) SET q = row"
+# {type} is one of RECORD_EDGE_TYPES (constants), never user text.
+_CREATE_RECORD_EDGES = """
+UNWIND $rows AS row
+MATCH (q:Question {{id: row.q}})
+MATCH (e:Entity {{id: row.e}})
+CREATE (q)-[r:{type}]->(e)
+SET r = row.p
 """
 
 
@@ -335,10 +365,81 @@ class Neo4jStore:
         return InspectionResult(columns=keys, rows=rows[:limit], truncated=len(rows) > limit,
                                 backend="neo4j")
 
-    def clear(self) -> None:
-        """Delete every kgmm entity, relation node and triple (for tests and re-imports)."""
+    # -- inspection records ------------------------------------------------------------
+    def write_question_records(self, records: Sequence[QuestionRecord]) -> int:
+        """Upsert inspection records by question id in one transaction (all or nothing).
+
+        Every record is validated and every entity it names must be in the KG
+        (:class:`InputError` naming the record otherwise); a question written again has its
+        node and relationships replaced. Returns the number of records written.
+        """
+        checked = validate_records(records)
+        if not checked:
+            return 0
+        with self._errors():
+            with self._session() as session:
+                for statement in _RECORD_SCHEMA:
+                    session.run(statement).consume()
+            edges: dict[str, list[dict[str, Any]]] = {t: [] for t in RECORD_EDGE_TYPES}
+            for record in checked:
+                for edge in record_edges(record):
+                    edges[edge.type].append({"q": record.question_id, "e": edge.entity_id,
+                                             "p": edge.properties})
+            nodes = [question_properties(r) for r in checked]
+            with self._session() as session:
+                session.execute_write(self._write_records_tx, checked, nodes, edges)
+        return len(checked)
+
+    def _write_records_tx(self, tx: Any, records: list[QuestionRecord],
+                          nodes: list[dict[str, Any]],
+                          edges: dict[str, list[dict[str, Any]]]) -> None:
+        """One transaction: check the entities, delete the old questions, write the new."""
+        relations = [r["id"] for r in tx.run(
+            "MATCH (r:Relation) WHERE r.id IN $ids RETURN r.id AS id",
+            ids=list(RECORD_EDGE_TYPES))]
+        check_no_reserved_relations(relations, self.uri)
+
+        def known(ids: Any) -> set[str]:
+            found: set[str] = set()
+            for batch in self._batches(list(ids)):
+                found.update(r["id"] for r in tx.run(
+                    "UNWIND $ids AS id MATCH (e:Entity {id: id}) RETURN e.id AS id", ids=batch))
+            return found
+
+        check_entities_known(records, known)
+        for batch in self._batches([r.question_id for r in records]):
+            tx.run(_DELETE_QUESTIONS, ids=batch).consume()
+        for batch in self._batches(nodes):
+            tx.run(_CREATE_QUESTIONS, rows=batch).consume()
+        for edge_type in RECORD_EDGE_TYPES:
+            self._create_record_edges(tx, edge_type, edges[edge_type])
+
+    def _create_record_edges(self, tx: Any, edge_type: str, rows: list[dict[str, Any]]) -> None:
+        query = _CREATE_RECORD_EDGES.format(type=edge_type)
+        created = 0
+        for batch in self._batches(rows):
+            created += tx.run(query, rows=batch).consume().counters.relationships_created
+        if created != len(rows):  # an entity vanished since it was checked: roll back
+            raise StoreError(f"writing {edge_type} records into {self.uri} found "
+                             f"{len(rows) - created} entities missing; nothing was written")
+
+    def delete_question_records(self, run: str | None = None) -> int:
+        """Delete the records of ``run`` (all records when None); returns how many."""
+        where = "WHERE q.run = $run " if run is not None else ""
         with self._errors(), self._session() as session:
-            session.run("MATCH (n) WHERE n:Entity OR n:Relation "
+            count = session.run(f"MATCH (q:Question) {where}RETURN count(q) AS n",
+                                run=run).single()["n"]
+            if count:
+                session.run(f"MATCH (q:Question) {where}"
+                            "CALL (q) { DETACH DELETE q } IN TRANSACTIONS OF 10000 ROWS",
+                            run=run).consume()
+        return int(count)
+
+    def clear(self) -> None:
+        """Delete every kgmm entity, relation node, triple and question record (for tests
+        and re-imports)."""
+        with self._errors(), self._session() as session:
+            session.run("MATCH (n) WHERE n:Entity OR n:Relation OR n:Question "
                         "CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 10000 ROWS").consume()
 
     def close(self) -> None:

@@ -258,9 +258,33 @@ class EfficientNetLiteEncoder(ImageEncoder):
         return self.net
 
     def forward(self, pixel_values: Tensor) -> ImageFeatures:
-        feats = _grid_features(self.net.extract_features(pixel_values), None)
-        feats.logits = self.net._fc(self.net._dropout(feats.pooled))
+        net = self._inference_net(pixel_values) if self._frozen and not self.training \
+            else self.net
+        feats = _grid_features(net.extract_features(pixel_values), None)
+        feats.logits = net._fc(net._dropout(feats.pooled))
         return feats
+
+    def _inference_net(self, pixel_values: Tensor) -> nn.Module:
+        """The frozen network with batch norms folded into the convolutions (see
+        :mod:`.conv_bn_fusion`), built on first use and rebuilt when the weights or the
+        device change; not a submodule, so checkpoints keep the original layout."""
+        from .conv_bn_fusion import fused_efficientnet
+
+        key = (pixel_values.device, pixel_values.dtype, self._weights_version)
+        cached = self.__dict__.get("_fused")
+        if cached is None or cached[0] != key:
+            fused = fused_efficientnet(self.net).to(device=pixel_values.device,
+                                                    dtype=pixel_values.dtype)
+            self.__dict__["_fused"] = cached = (key, fused)
+        return cached[1]
+
+    @property
+    def _weights_version(self) -> int:
+        return sum(int(t._version) for t in self.net.state_dict().values())
+
+    def load_backbone_state(self, state: dict[str, Tensor]) -> None:
+        super().load_backbone_state(state)
+        self.__dict__.pop("_fused", None)
 
 
 def packaged_efficientnet_lite0_path() -> str:
