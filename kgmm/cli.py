@@ -316,12 +316,29 @@ def answer_command(
                                               "$KGMM_MODEL or <data-dir>/models/default)")] = None,
     top_k: Annotated[int, typer.Option("--top-k", help="alternatives to show")] = 5,
     as_json: Annotated[bool, typer.Option("--json", help="print the answer as JSON")] = False,
-    data_dir: DataDir = None,
+    record: Annotated[str | None, typer.Option(
+        "--record", help="write the answer as inspection record QUESTION_ID into the store "
+        "(see `kgmm inspect question`)")] = None,
+    backend: Backend = "rdflib", data_dir: DataDir = None, neo4j_uri: Neo4jUri = None,
+    neo4j_user: Neo4jUser = None, neo4j_password: Neo4jPassword = None,
 ) -> None:
     """Answer a question about an image, with the evidence (linked entities, paths)."""
     from kgmm.pipeline import KGMM
 
-    result = KGMM.load(model, data_dir=data_dir).answer(image, question, top_k=top_k)
+    loaded = KGMM.load(model, data_dir=data_dir)
+    result = loaded.answer(image, question, top_k=top_k)
+    if record is not None:
+        from kgmm.inspection import record_from_answer, write_answers
+
+        entry = record_from_answer(result, question_id=record, image=str(image),
+                                   model=str(loaded.path))
+        store = open_store_for(backend, data_dir, neo4j_uri, neo4j_user, neo4j_password)
+        try:
+            write_answers(store, [entry])
+        finally:
+            store.close()
+        err_console.print(f"recorded as question {record!r} ({backend}): "
+                          f"kgmm inspect question {record}")
     if as_json:
         sys.stdout.write(json.dumps(result.to_dict(), ensure_ascii=False) + "\n")
         return

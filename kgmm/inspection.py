@@ -36,18 +36,20 @@ def record_from_answer(answer: Answer, *, question_id: str | int, image: str, mo
     Mentions and image links come from ``answer.evidence.linked_entities`` (the best score per
     entity and span is kept). Evidence edges come from the evidence paths, in the KG's
     direction (a step ``a -[r⁻¹]-> b`` is the edge ``b -[r]-> a``), best score per edge.
-    ``object#k`` path nodes stand for the k-th detected object: they become the entity the image
-    linked that object to (the k-th image link) when known; edges with an unknown object, or
+    ``object#k`` path nodes stand for detected object k: they become the entity the image
+    linked that object to (the image link with ``object_index == k``; links without one count
+    in order) when known; edges with an unknown object, or
     that the mapping turns into a self-loop, are skipped. The record is validated.
     """
     evidence = answer.evidence
     linked = list(evidence.linked_entities) if evidence is not None else []
     mentions: dict[tuple[str, str | None], float] = {}
     shows: dict[str, float] = {}
-    objects: list[str] = []
+    objects: dict[int, str] = {}
     for link in linked:
         if link.source == "image":
-            objects.append(link.entity_id)
+            slot = getattr(link, "object_index", None)
+            objects[len(objects) if slot is None else int(slot)] = link.entity_id
             shows[link.entity_id] = max(shows.get(link.entity_id, link.score), link.score)
         else:
             key = (link.entity_id, link.span)
@@ -57,7 +59,7 @@ def record_from_answer(answer: Answer, *, question_id: str | int, image: str, mo
         if not name.startswith(_OBJECT_PREFIX):
             return name
         slot = name[len(_OBJECT_PREFIX):]
-        return objects[int(slot)] if slot.isdigit() and int(slot) < len(objects) else None
+        return objects.get(int(slot)) if slot.isdigit() else None
 
     edges: dict[tuple[str, str, str], float] = {}
     for path in evidence.paths if evidence is not None else []:

@@ -42,6 +42,7 @@ class LinkedEntity:
     score: float
     source: str  # "question" or "image"
     span: str | None = None  # the question words, or the object position "x=0.21,y=0.40"
+    object_index: int | None = None  # image links: the detected object k ("object#k" in paths)
 
 
 @dataclass(frozen=True)
@@ -373,10 +374,10 @@ class KGMM:
             for index, score in zip(mention.candidates, mention.scores, strict=True):
                 out.append(LinkedEntity(kg.id_of(index), kg.label(index), float(score),
                                         "question", mention.text))
-        for obs in observations:
+        for slot, obs in enumerate(observations):
             for index, prob in obs.candidates[:1]:
                 out.append(LinkedEntity(kg.id_of(index), kg.label(index), float(prob), "image",
-                                        f"x={obs.x:.2f},y={obs.y:.2f}"))
+                                        f"x={obs.x:.2f},y={obs.y:.2f}", object_index=slot))
         return out
 
     def _evidence(self, result: dict[str, Any], graphs: list[Any], i: int,

@@ -124,3 +124,30 @@ def test_model_directory_errors(model_dir, tmp_path, monkeypatch) -> None:
     other.triples.pop()
     with pytest.raises(SnapshotError, match="trained with KG"):
         KGMM.load(model_dir, kg=CompiledKG.build(other))
+
+
+def test_cli_answer_records_the_question_for_inspection(model_dir, tmp_path) -> None:
+    import subprocess
+    import sys
+
+    from kgmm.graph.stores.embedded import EmbeddedStore
+
+    home = tmp_path / "home"
+    store = EmbeddedStore(data_dir=home)
+    store.import_data(toy_graph())
+    store.close()
+    image = tmp_path / "scene.png"
+    _image().save(image)
+    cli = [sys.executable, "-m", "kgmm.cli"]
+    answered = subprocess.run([*cli, "answer", str(image), "What kind of thing is the dog?",
+                               "--model", str(model_dir), "--record", "q-dog",
+                               "--data-dir", str(home)],
+                              capture_output=True, text=True, timeout=300)
+    assert answered.returncode == 0, answered.stderr[-2000:]
+    shown = subprocess.run([*cli, "inspect", "question", "q-dog", "--json",
+                            "--data-dir", str(home)], capture_output=True, text=True, timeout=300)
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    found = json.loads(shown.stdout)
+    assert found["question"]["text"] == "What kind of thing is the dog?"
+    assert any(row.get("entity") == "ex:dog" or row.get("id") == "ex:dog"
+               or "ex:dog" in json.dumps(row) for row in found["linked"])
