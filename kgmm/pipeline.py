@@ -179,13 +179,15 @@ def save_model(directory: str | os.PathLike[str], *, kg: Any, vqa: Any, parser: 
                text_encoder: str = "minilm", image_encoder: str = "efficientnet-lite0",
                image_size: int = 224, metrics: dict[str, Any] | None = None,
                trained_image_encoder: Any = None, crop_pct: float = 1.0,
-               perception_domain: Any = None) -> Path:
+               perception_domain: Any = None, baseline: Any = None) -> Path:
     """Write a model directory atomically (aside, then renamed over any previous one).
 
     ``trained_image_encoder``: an image tower whose weights were trained (e.g. ``small_cnn``)
     is saved into ``image_encoder/``; frozen pretrained towers are referenced by name.
     ``perception_domain``: the parser's picture style
-    (:class:`~kgmm.reasoning.perception_domain.PerceptionDomain`)."""
+    (:class:`~kgmm.reasoning.perception_domain.PerceptionDomain`). ``baseline``: the no-KG
+    VQA model trained beside it, saved as bare weights in ``baseline/`` (for
+    ``kgmm eval vqa --baseline MODEL/baseline``)."""
     from kgmm.graph.atomic_dir import written_aside
 
     target = Path(directory)
@@ -194,6 +196,9 @@ def save_model(directory: str | os.PathLike[str], *, kg: Any, vqa: Any, parser: 
         parser.save_pretrained(tmp / "parser")
         kg.save(tmp / "kg")
         parts = ["vqa", "parser", "kg"]
+        if baseline is not None:
+            baseline.save_pretrained(tmp / "baseline")
+            parts.append("baseline")
         if trained_image_encoder is not None:
             trained_image_encoder.save_pretrained(tmp / "image_encoder")
             image_encoder = "image_encoder"
@@ -270,36 +275,46 @@ class KGMM:
         return cls(parts, path)
 
     # -- answering ---------------------------------------------------------------------
-    def _image_features(self, image: Any) -> tuple[Any, list[Any]]:
-        """(pooled vector, object observations) of one RGB image, cached by content."""
+    def _image_features(self, images: list[Any]) -> list[tuple[Any, list[Any]]]:
+        """(pooled vector, object observations) of each RGB image, cached by content; the
+        images not in the cache go through the encoder and the parser as one batch."""
         import torch
 
         from kgmm.reasoning.scene_graph import observations_from_detections
 
-        key = image_key(image)
-        cached = self._features.get(key)
-        if cached is not None:
-            return cached
+        keys = [image_key(image) for image in images]
+        results: list[Any] = [self._features.get(key) for key in keys]
+        todo: dict[str, int] = {}
+        for i, (key, result) in enumerate(zip(keys, results, strict=True)):
+            if result is None and key not in todo:
+                todo[key] = i
+        if not todo:
+            return results
         p = self.parts
+        chunk = list(todo.values())
+        fresh: dict[str, tuple[Any, list[Any]]] = {}
         with torch.no_grad():
-            features = p.image_encoder.encode([image])
-        if self._domain is not None and not self._domain.contains(features.pooled[0]):
-            result = (features.pooled[0].float(), self._imagenet_observations(features.logits))
-            self._features.put(key, result)
-            return result
-        with torch.no_grad():
+            features = p.image_encoder.encode([images[i] for i in chunk])
             output = p.parser(features.tokens, features.grid_size)
         if self._entity_matrix is None:
             self._entity_matrix = p.node_embeddings(p.parser_entities)
         ids = [str(i) for i in p.parser_entities]
         detections = p.parser.parse(output, self._entity_matrix, ids,
-                                    grid_size=features.grid_size)[0]
-        observations = observations_from_detections(detections, output.embeddings[0])
-        if not observations:
-            observations = self._imagenet_observations(features.logits)
-        result = (features.pooled[0].float(), observations)
-        self._features.put(key, result)
-        return result
+                                    grid_size=features.grid_size)
+        for row, key in enumerate(todo):
+            pooled = features.pooled[row].float()
+            logits = features.logits[row:row + 1] if features.logits is not None else None
+            if self._domain is not None and not self._domain.contains(pooled):
+                observations = self._imagenet_observations(logits)
+            else:
+                observations = observations_from_detections(detections[row],
+                                                            output.embeddings[row])
+                if not observations:
+                    observations = self._imagenet_observations(logits)
+            fresh[key] = (pooled, observations)
+            self._features.put(key, fresh[key])
+        return [results[i] if results[i] is not None else fresh[key]
+                for i, key in enumerate(keys)]
 
     def _imagenet_observations(self, logits: Any) -> list[Any]:
         """The fallback when the scene parser sees no object (another picture style, a real
@@ -338,8 +353,8 @@ class KGMM:
         images = [load_image(img) for img, _ in pairs]
         text_vecs = p.text_encoder.embed(questions).float()
         graphs, vectors, linked = [], [], []
-        for image, question, text_vec in zip(images, questions, text_vecs, strict=True):
-            pooled, observations = self._image_features(image)
+        for (pooled, observations), question, text_vec in zip(
+                self._image_features(images), questions, text_vecs, strict=True):
             mentions = rescore_mentions(find_mentions(p.kg, question), text_vec,
                                         p.node_embeddings)
             graphs.append(build_graph(p.kg, mentions, observations, p.node_embeddings,

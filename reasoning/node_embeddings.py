@@ -83,14 +83,27 @@ class NodeEmbeddingCache:
             return torch.from_numpy(self._matrix[index].astype(np.float32))
 
     def _compute(self, indices: np.ndarray) -> None:
-        for start in range(0, len(indices), self.batch_size):
-            chunk = indices[start:start + self.batch_size]
-            texts = [self.kg.node_text(int(i)) for i in chunk]
+        """Embed ``indices`` in batches of similar text length (a batch is padded to its
+        longest text, so sorting by length roughly halves the encoder's work)."""
+        texts = [self.kg.node_text(int(i)) for i in indices]
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        for start in range(0, len(order), self.batch_size):
+            rows = order[start:start + self.batch_size]
+            chunk = indices[rows]
             with torch.no_grad():
-                vectors = self.encoder.embed(texts).float().cpu().numpy()
+                vectors = self.encoder.embed([texts[r] for r in rows]).float().cpu().numpy()
             self._matrix[chunk] = vectors.astype(np.float16)
             self._done[chunk] = True
         self._dirty = True
+
+    def prefetch(self, indices: Sequence[int] | np.ndarray) -> None:
+        """Compute every missing node of ``indices`` now, in one length-sorted pass (cheaper
+        than many small first-use batches)."""
+        index = np.asarray(indices, dtype=np.int64)
+        with self._lock:
+            missing = np.unique(index[~self._done[index]])
+            if missing.size:
+                self._compute(missing)
 
     def embed_all(self, progress: Any = None) -> None:
         """Compute every node (minutes for WordNet on CPU), then save."""

@@ -131,6 +131,7 @@ def train_full(root: Path, kg: CompiledKG, out: Path, *, text_encoder: Any, imag
     node_cache.save()
     domain = PerceptionDomain.fit(torch.stack([features[i][1] for i in train_ids]))
     save_model(out, kg=kg, vqa=models["kg"], parser=parser, perception_domain=domain,
+               baseline=models["no_kg"],
                parser_entities=all_objects,
                surface_forms={kg.id_of(i): t for i, t in names.items()},
                image_size=image_encoder.image_size, metrics=metrics)

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch_geometric.data import Data
@@ -86,6 +87,10 @@ def make_examples(records: Iterable[Any], kg: CompiledKG,
     records = list(records)
     questions = sorted({r.question for r in records})
     text_vecs = dict(zip(questions, text_embed(questions), strict=True))
+    # with a prefetching cache, graphs are built first and their node features filled in
+    # after one length-sorted pass over every node they need
+    deferred = _DeferredEmbeddings(node_embeddings) if hasattr(node_embeddings, "prefetch") \
+        else None
     examples = []
     for record in records:
         image_vec, observations = image_features(record)
@@ -99,7 +104,8 @@ def make_examples(records: Iterable[Any], kg: CompiledKG,
             mentions = rescore_mentions(find_mentions(kg, record.question),
                                         text_vecs[record.question],
                                         lambda idx: node_embeddings(idx))
-            graph = build_graph(kg, mentions, observations, node_embeddings, graph_config)
+            graph = build_graph(kg, mentions, observations, deferred or node_embeddings,
+                                graph_config)
         examples.append(Example(
             question_id=record.question_id, image_vec=image_vec,
             text_vec=text_vecs[record.question], graph=graph,
@@ -107,7 +113,34 @@ def make_examples(records: Iterable[Any], kg: CompiledKG,
             answers=tuple(normalize_answer(a) for a in record.answers),
             answer_entities=tuple(entities),
             family=(record.extra or {}).get("question_family")))
+    if deferred is not None:
+        deferred.fill(examples)
     return examples
+
+
+class _DeferredEmbeddings:
+    """Stands in for a node-embedding cache while graphs are built: hands out zeros and
+    remembers the nodes, then :meth:`fill` computes them at once and writes the features."""
+
+    def __init__(self, cache: Any) -> None:
+        self.cache = cache
+        self.wanted: list[np.ndarray] = []
+
+    def __call__(self, indices: Any) -> Tensor:
+        index = np.asarray(indices, dtype=np.int64)
+        self.wanted.append(index)
+        return torch.zeros(len(index), int(self.cache.dim))
+
+    def fill(self, examples: Sequence[Example]) -> None:
+        if self.wanted:
+            self.cache.prefetch(np.concatenate(self.wanted))
+        for example in examples:
+            graph = example.graph
+            if graph is None:
+                continue
+            kg_rows = torch.nonzero(graph.kg_index >= 0).flatten()
+            if kg_rows.numel():
+                graph.x[kg_rows] = self.cache(graph.kg_index[kg_rows].numpy()).to(graph.x.dtype)
 
 
 def collate(examples: Sequence[Example], vocab: AnswerVocabulary,

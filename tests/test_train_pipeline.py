@@ -38,7 +38,9 @@ def trained(tmp_path_factory) -> tuple[Path, Path]:
 def test_model_directory_and_metrics(trained) -> None:
     _, model = trained
     manifest = json.loads((model / "kgmm_model.json").read_text())
-    assert set(manifest["parts"]) == {"vqa", "parser", "kg"}
+    assert set(manifest["parts"]) == {"vqa", "parser", "kg", "baseline"}
+    assert "perception_domain" in manifest and len(manifest["perception_domain"]["mean"]) == 1280
+    assert (model / "baseline" / "model.safetensors").is_file()
     metrics = json.loads((model / "metrics.json").read_text())
     for tag in ("kg", "no_kg"):
         for split in ("val", "test", "test-novel-answers", "test-novel-objects"):

@@ -153,3 +153,40 @@ def test_baseline_trains_through_the_same_path(setting) -> None:
     model = VQAModel(_config(kg, all_vocab, False))
     _train(model, train, 100, False)
     assert 0.0 <= _accuracy(model, kg, test, False) <= 1.0
+
+
+def test_prefetching_cache_gives_the_same_graphs_as_direct_lookups(setting) -> None:
+    """make_examples with a cache that can prefetch (graphs first, node features after one
+    length-sorted pass) builds exactly the graphs of the node-by-node path."""
+    from kgmm.reasoning.node_embeddings import NodeEmbeddingCache
+
+    kg = CompiledKG.build(toy_graph())
+
+    class HashEncoder:  # deterministic sentence vectors, so both paths see the same values
+        dim = 16
+
+        def embed(self, texts):
+            rows = []
+            for text in texts:
+                g = torch.Generator().manual_seed(sum(map(ord, text)) * 7919 % (2**31))
+                rows.append(torch.randn(16, generator=g))
+            return torch.stack(rows)
+
+    def image_features(record):
+        return torch.zeros(8), [ObjectObservation(
+            x=0.5, y=0.5, objectness=0.9, candidates=[(kg.index_of(record.scene[0]), 0.9)],
+            embedding=torch.ones(16))]
+
+    records = _records(kg, 30, 3)
+    cache = NodeEmbeddingCache(kg, HashEncoder(), encoder_key="hash", cache_dir=None)
+    cache.path = cache.path.with_name("unused")  # never saved in this test
+    direct = make_examples(records, kg, image_features, HashEncoder().embed,
+                           lambda idx: cache(idx), GraphConfig(hops=1, fanout=8))
+    fresh = NodeEmbeddingCache(kg, HashEncoder(), encoder_key="hash", cache_dir=None)
+    fresh._done[:] = False
+    prefetched = make_examples(records, kg, image_features, HashEncoder().embed, fresh,
+                               GraphConfig(hops=1, fanout=8))
+    for a, b in zip(direct, prefetched, strict=True):
+        assert torch.equal(a.graph.kg_index, b.graph.kg_index)
+        torch.testing.assert_close(a.graph.x, b.graph.x)
+    assert fresh.computed > 0

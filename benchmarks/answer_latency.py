@@ -1,0 +1,106 @@
+"""``kgmm.answer`` latency and ``answer_batch`` throughput on CPU, with the full WordNet KG.
+
+    python benchmarks/answer_latency.py --model DIR --data BENCH [--split test] [--threads 2]
+
+Three measurements on the questions of one split (model loaded and warmed up first):
+
+* ``answer`` with a **new image** for every question (encoder + parser + graph + reasoner);
+* ``answer`` on an image whose features are **cached** (VQA asks several questions of one
+  image; the image tower runs once per image);
+* ``answer_batch`` over batches of distinct images (images encoded as one batch per call).
+
+Prints a table and optionally writes JSON (``--json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--data", required=True, type=Path)
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--questions", type=int, default=200)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+
+    import torch
+
+    from kgmm.data import load_vqa
+    from kgmm.pipeline import KGMM
+
+    torch.set_num_threads(args.threads)
+    records = [r for r in load_vqa(args.data, args.split) if r.image_path is not None]
+    by_image: dict[object, list] = {}
+    for record in records:
+        by_image.setdefault(record.image_id, []).append(record)
+    firsts = [group[0] for group in by_image.values()]
+    model = KGMM.load(args.model, data_dir=args.data_dir)
+    for record in firsts[:8]:  # warm-up: lazy caches (taxonomy, node embeddings, fused net)
+        model.answer(record.image_path, record.question)
+
+    def fresh_cache() -> None:
+        model._features = type(model._features)(256)
+
+    fresh_cache()
+    new_image = []
+    for record in firsts[8:8 + args.questions]:
+        t = time.perf_counter()
+        model.answer(record.image_path, record.question)
+        new_image.append((time.perf_counter() - t) * 1000)
+
+    cached = []
+    for group in list(by_image.values())[8:8 + args.questions]:
+        model.answer(group[0].image_path, group[0].question)  # encodes the image
+        for record in group[1:]:
+            t = time.perf_counter()
+            model.answer(record.image_path, record.question)
+            cached.append((time.perf_counter() - t) * 1000)
+
+    fresh_cache()
+    pairs = [(r.image_path, r.question) for r in records]
+    answered, started = 0, time.perf_counter()
+    for start in range(0, min(len(pairs), 4 * args.batch_size * 4), args.batch_size):
+        batch = pairs[start:start + args.batch_size]
+        model.answer_batch(batch)
+        answered += len(batch)
+    batch_qps = answered / (time.perf_counter() - started)
+
+    rows = {
+        "answer, new image": new_image,
+        "answer, cached image": cached,
+    }
+    result = {"machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+              "threads": args.threads, "model": str(args.model),
+              "kg_nodes": model.parts.kg.num_nodes}
+    print(f"{'measurement':24s} {'n':>5s} {'p50 ms':>8s} {'p99 ms':>8s} {'mean ms':>8s}")
+    for name, values in rows.items():
+        p50, p99, mean = percentile(values, 50), percentile(values, 99), statistics.mean(values)
+        print(f"{name:24s} {len(values):5d} {p50:8.1f} {p99:8.1f} {mean:8.1f}")
+        result[name] = {"n": len(values), "p50_ms": round(p50, 2), "p99_ms": round(p99, 2),
+                        "mean_ms": round(mean, 2)}
+    print(f"answer_batch ({args.batch_size} distinct images per call): {batch_qps:.1f} q/s "
+          f"over {answered} questions")
+    result["answer_batch_qps"] = round(batch_qps, 1)
+    result["answer_batch_size"] = args.batch_size
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
