@@ -24,6 +24,12 @@ ancestor of (scaled), log degree, for objects: x, y, rank of x and of y among ob
 objectness; and two properties of the node in the whole taxonomy: log of its number of direct
 hyponyms and its depth below the root — what lets a model tell a basic-level category
 ("rodent") from an abstract one ("placental") even for names it never saw as answers.
+
+With ``GraphConfig.grounding`` five more columns ground every KG node in the picture: whether
+any object depicts it or one of its descendants, and the largest and smallest x-rank and
+y-rank of those objects. "The rightmost object is a kind of what?" then reads directly off the
+candidate categories (max x-rank 1) instead of needing a message to travel object → entity →
+ancestor first.
 """
 
 from __future__ import annotations
@@ -42,6 +48,9 @@ from .question_linking import Mention
 
 EXTRA_RELATIONS = ("ancestor", "depicts", "left_of", "above", "next_to")
 NODE_EXTRA_DIM = 13
+#: extra per-node columns with ``GraphConfig.grounding``: is grounded, max/min x-rank and
+#: max/min y-rank of the objects that depict the node or one of its descendants
+GROUNDING_DIM = 5
 TAXONOMY = ("hypernym", "instance_hypernym")
 STRUCTURAL = ("hypernym", "instance_hypernym", "part_meronym", "part_holonym",
               "member_meronym", "member_holonym", "substance_meronym", "substance_holonym")
@@ -86,6 +95,12 @@ class GraphConfig:
     max_candidates: int = 3
     spatial_margin: float = 0.08
     relations: tuple[str, ...] = STRUCTURAL
+    grounding: bool = False
+
+    @property
+    def node_extra_dim(self) -> int:
+        """Width of ``node_extra`` for graphs built with this configuration."""
+        return NODE_EXTRA_DIM + (GROUNDING_DIM if self.grounding else 0)
 
     def to_dict(self) -> dict:
         return {**vars(self), "relations": list(self.relations)}
@@ -171,8 +186,13 @@ def build_graph(kg: CompiledKG, mentions: Sequence[Mention],
             rel.append(r)
     distance: dict[int, int] = {i: 0 for i in linked}
     ancestor_of: dict[int, int] = {}
+    grounded: dict[int, set[int]] = {}  # KG node → object slots depicting it or a descendant
+    for slot, index in depicts:
+        grounded.setdefault(index, set()).add(slot)
     for entity in linked:
         for anc, depth in ancestors(kg, entity, taxonomy, config.max_depth).items():
+            if entity in grounded:
+                grounded.setdefault(anc, set()).update(grounded[entity])
             kg_nodes.add(anc)
             src.append(entity)
             dst.append(anc)
@@ -208,7 +228,7 @@ def build_graph(kg: CompiledKG, mentions: Sequence[Mention],
 
     degree = kg.degree()
     hyponyms, depth = taxonomy_features(kg)
-    extra = torch.zeros(n_kg + n_obj, NODE_EXTRA_DIM)
+    extra = torch.zeros(n_kg + n_obj, config.node_extra_dim)
     n_linked = max(len(linked), 1)
     for i, g in enumerate(kg_list):
         extra[i, 1] = mention_score.get(g, 0.0)
@@ -232,6 +252,17 @@ def build_graph(kg: CompiledKG, mentions: Sequence[Mention],
             extra[row, 8] = float(rank_x[slot]) if n_obj > 1 else 0.5
             extra[row, 9] = float(rank_y[slot]) if n_obj > 1 else 0.5
             extra[row, 10] = obs.objectness
+        if config.grounding:
+            ranks = np.stack([rank_x, rank_y], axis=1) if n_obj > 1 else np.full((n_obj, 2), 0.5)
+            for i, g in enumerate(kg_list):
+                slots = sorted(grounded.get(g, ()))
+                if slots:
+                    r = ranks[slots]
+                    extra[i, NODE_EXTRA_DIM:] = torch.tensor(
+                        [1.0, r[:, 0].max(), r[:, 0].min(), r[:, 1].max(), r[:, 1].min()])
+            for slot in range(n_obj):
+                rx, ry = ranks[slot]
+                extra[n_kg + slot, NODE_EXTRA_DIM:] = torch.tensor([1.0, rx, rx, ry, ry])
 
     seed = torch.zeros(n_kg + n_obj)
     for i, g in enumerate(kg_list):

@@ -25,7 +25,7 @@ from kgmm.data import load_vqa
 from kgmm.graph.compiled import CompiledKG
 
 from .perception_domain import PerceptionDomain
-from .scene_graph import GraphConfig, ObjectObservation, observations_from_detections
+from .scene_graph import ObjectObservation, observations_from_detections
 from .scene_parser import (
     SceneParser,
     SceneParserConfig,
@@ -35,7 +35,14 @@ from .scene_parser import (
 )
 from .vqa_data import build_vocabularies, make_examples
 from .vqa_model import VQAModel
-from .vqa_train import default_config, evaluate, load_scenes, surface_forms, train_model
+from .vqa_train import (
+    default_config,
+    default_graph_config,
+    evaluate,
+    load_scenes,
+    surface_forms,
+    train_model,
+)
 
 SPLITS = ("train", "val", "test", "test-novel-answers", "test-novel-objects")
 
@@ -105,7 +112,7 @@ def train_full(root: Path, kg: CompiledKG, out: Path, *, text_encoder: Any, imag
     data = {}
     for split in SPLITS:
         data[split] = make_examples(load_vqa(root, split), kg, observe, text_encoder.embed,
-                                    node_cache, GraphConfig())
+                                    node_cache, default_graph_config())
     log(f"questions prepared in {time.perf_counter() - started:.0f} s")
     kg_vocab, all_vocab = build_vocabularies(data["train"])
     names = surface_forms(data["train"])

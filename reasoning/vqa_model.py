@@ -32,7 +32,7 @@ from torch_geometric.data import Batch, Data
 from .fusion import FusionConfig, FusionInputs
 from .heads import AnswerVocabulary, VocabClassifier
 from .kg_reasoner import KGReasoner, KGReasonerConfig, make_reasoner_batch, reasoner_loss
-from .scene_graph import NODE_EXTRA_DIM, GraphConfig, ReasoningGraph
+from .scene_graph import GraphConfig, ReasoningGraph
 
 COUNT = "<count>"
 YESNO = "<yesno>"
@@ -91,7 +91,7 @@ class VQAModel(nn.Module):
         if config.use_kg:
             rcfg = KGReasonerConfig.from_dict({
                 **config.reasoner, "node_dim": config.text_dim,
-                "extra_node_dim": NODE_EXTRA_DIM, "query_dim": self.query_dim,
+                "extra_node_dim": self.graph_config.node_extra_dim, "query_dim": self.query_dim,
                 "vocab_size": len(self.vocab)})
             self.reasoner: KGReasoner | None = KGReasoner(rcfg)
             self.classifier: VocabClassifier | None = None

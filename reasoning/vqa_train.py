@@ -147,8 +147,14 @@ def prepare(root: Path, splits: Sequence[str], kg: CompiledKG, text_embed: Calla
     return out
 
 
+def default_graph_config() -> GraphConfig:
+    """How the demo and the benchmark table build reasoning graphs (with grounding)."""
+    return GraphConfig(grounding=True)
+
+
 def default_config(kg: CompiledKG, vocab_itos: list[str], *, use_kg: bool, image_dim: int,
-                   conv: str = "relation_attention", layers: int = 3) -> VQAConfig:
+                   conv: str = "relation_attention", layers: int = 3,
+                   graph: GraphConfig | None = None) -> VQAConfig:
     """The configuration the demo and the benchmark table use."""
     from .scene_graph import EXTRA_RELATIONS
 
@@ -157,6 +163,7 @@ def default_config(kg: CompiledKG, vocab_itos: list[str], *, use_kg: bool, image
         reasoner={"conv": conv, "hidden": 128, "layers": layers,
                   "num_relations": kg.num_relations + len(EXTRA_RELATIONS),
                   "relation_inverse": relation_inverse(kg), "dropout": 0.1},
+        graph=(graph or default_graph_config()).to_dict(),
         answers=vocab_itos, kg_content_hash=kg.content_hash)
 
 
@@ -191,7 +198,7 @@ def run(root: Path, kg: CompiledKG, text_encoder: Any, node_cache: Any, *, epoch
     image_dim = next(iter(pooled.values())).numel() if pooled else 1
     log(f"image features in {time.perf_counter() - started:.0f} s")
     vec = (lambda record: pooled[record.image_id]) if pooled else None
-    data = prepare(root, splits, kg, text_encoder.embed, node_cache, GraphConfig(),
+    data = prepare(root, splits, kg, text_encoder.embed, node_cache, default_graph_config(),
                    image_vectors=vec, limit=limit)
     log(f"prepared {sum(len(v) for v in data.values())} questions in "
         f"{time.perf_counter() - started:.0f} s")

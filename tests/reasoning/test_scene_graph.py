@@ -7,6 +7,7 @@ from kgmm.reasoning.node_embeddings import NodeEmbeddingCache
 from kgmm.reasoning.question_linking import find_mentions, rescore_mentions
 from kgmm.reasoning.scene_graph import (
     EXTRA_RELATIONS,
+    GROUNDING_DIM,
     NODE_EXTRA_DIM,
     GraphConfig,
     ObjectObservation,
@@ -85,6 +86,35 @@ def test_graph_has_objects_ancestors_depicts_and_spatial_edges(kg: CompiledKG) -
     assert graph.seed_score[node("ex:dog")] == pytest.approx(1.0)
     assert torch.equal(graph.x[n_kg + 1], torch.ones(24))
     assert max(graph.edge_type.tolist()) < R + len(EXTRA_RELATIONS)
+
+
+def test_grounding_features_carry_object_positions_up_the_taxonomy(kg: CompiledKG) -> None:
+    dog, apple, puppy = kg.index_of("ex:dog"), kg.index_of("ex:apple"), kg.index_of("ex:puppy")
+    observations = [  # left to right: dog, apple, puppy; top to bottom: apple, puppy, dog
+        ObjectObservation(0.1, 0.9, 0.9, [(dog, 0.8)], torch.zeros(24)),
+        ObjectObservation(0.5, 0.1, 0.9, [(apple, 0.9)], torch.zeros(24)),
+        ObjectObservation(0.9, 0.5, 0.9, [(puppy, 0.9)], torch.zeros(24)),
+    ]
+    config = GraphConfig(hops=1, grounding=True)
+    assert config.node_extra_dim == NODE_EXTRA_DIM + GROUNDING_DIM
+    graph = build_graph(kg, [], observations, _emb(kg), config)
+    assert graph.node_extra.shape == (graph.num_nodes, config.node_extra_dim)
+    kg_index = graph.kg_index.tolist()
+
+    def grounding(entity: str) -> list[float]:
+        return graph.node_extra[kg_index.index(kg.index_of(entity)), NODE_EXTRA_DIM:].tolist()
+
+    # [grounded, max x-rank, min x-rank, max y-rank, min y-rank]
+    assert grounding("ex:apple") == [1.0, 0.5, 0.5, 0.0, 0.0]
+    assert grounding("ex:fruit") == [1.0, 0.5, 0.5, 0.0, 0.0]
+    assert grounding("ex:canine") == [1.0, 1.0, 0.0, 1.0, 0.5]  # the dog and the puppy
+    assert grounding("ex:organism") == [1.0, 1.0, 0.0, 1.0, 0.5]  # fruit is not one
+    assert grounding("ex:entity") == [1.0, 1.0, 0.0, 1.0, 0.0]  # all three
+    n_kg = sum(1 for i in kg_index if i >= 0)
+    assert graph.node_extra[n_kg + 2, NODE_EXTRA_DIM:].tolist() == [1.0, 1.0, 1.0, 0.5, 0.5]
+    off = build_graph(kg, [], observations, _emb(kg), GraphConfig(hops=1))
+    assert off.node_extra.shape[1] == NODE_EXTRA_DIM
+    assert GraphConfig.from_dict({"hops": 1}).grounding is False  # models saved before it
 
 
 def test_node_embedding_cache_is_lazy_persistent_and_keyed(kg: CompiledKG, tmp_path) -> None:
