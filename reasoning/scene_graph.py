@@ -200,75 +200,77 @@ def build_graph(kg: CompiledKG, mentions: Sequence[Mention],
             distance[anc] = min(distance.get(anc, depth), depth)
             ancestor_of[anc] = ancestor_of.get(anc, 0) + 1
 
-    kg_list = sorted(kg_nodes)
-    local = {g: i for i, g in enumerate(kg_list)}
+    nodes = np.asarray(sorted(kg_nodes), dtype=np.int64)
+    kg_list = nodes.tolist()
     n_kg, n_obj = len(kg_list), len(observations)
-    edges = {(local[s], local[d], r) for s, d, r in zip(src, dst, rel, strict=True)}
-    edges |= {(n_kg + slot, local[index], R + 1) for slot, index in depicts}
+    src_a, dst_a, rel_a = (np.asarray(v, dtype=np.int64) for v in (src, dst, rel))
+    parts = [(np.searchsorted(nodes, src_a), np.searchsorted(nodes, dst_a), rel_a)]
+    if depicts:
+        slots, targets = (np.asarray(v, dtype=np.int64) for v in zip(*depicts, strict=True))
+        parts.append((n_kg + slots, np.searchsorted(nodes, targets),
+                      np.full(len(depicts), R + 1)))
+    spatial: list[tuple[int, int, int]] = []
     for a, oa in enumerate(observations):
         for b, ob in enumerate(observations):
             if a == b:
                 continue
             if oa.x + config.spatial_margin < ob.x:
-                edges.add((n_kg + a, n_kg + b, R + 2))
+                spatial.append((n_kg + a, n_kg + b, R + 2))
             if oa.y + config.spatial_margin < ob.y:
-                edges.add((n_kg + a, n_kg + b, R + 3))
+                spatial.append((n_kg + a, n_kg + b, R + 3))
             if a < b and abs(oa.x - ob.x) + abs(oa.y - ob.y) < 0.45:
-                edges.add((n_kg + a, n_kg + b, R + 4))
-    ordered = sorted(edges)
-    edge_index = torch.tensor([[e[0] for e in ordered], [e[1] for e in ordered]],
-                              dtype=torch.long).reshape(2, -1)
-    edge_type = torch.tensor([e[2] for e in ordered], dtype=torch.long)
+                spatial.append((n_kg + a, n_kg + b, R + 4))
+    if spatial:
+        parts.append(tuple(np.asarray(v, dtype=np.int64) for v in zip(*spatial, strict=True)))
+    edge_src, edge_dst, edge_rel = (np.concatenate(v) for v in zip(*parts, strict=True))
+    # unique (src, dst, rel) triples in sorted order, through one int64 key per edge
+    n_total, n_rel = n_kg + n_obj + 1, R + len(EXTRA_RELATIONS)
+    keys = np.unique((edge_src * n_total + edge_dst) * n_rel + edge_rel)
+    edge_index = torch.from_numpy(np.stack([keys // n_rel // n_total,
+                                            keys // n_rel % n_total])).long()
+    edge_type = torch.from_numpy(keys % n_rel).long()
 
-    kg_x = node_embeddings(np.asarray(kg_list, dtype=np.int64)) if kg_list else torch.zeros(
-        0, _dim(observations, node_embeddings))
+    kg_x = node_embeddings(nodes) if n_kg else torch.zeros(0, _dim(observations,
+                                                                  node_embeddings))
     obj_x = (torch.stack([o.embedding.float() for o in observations]) if observations
              else torch.zeros(0, kg_x.shape[1]))
     x = torch.cat([kg_x, obj_x])
 
-    degree = kg.degree()
-    hyponyms, depth = taxonomy_features(kg)
-    extra = torch.zeros(n_kg + n_obj, config.node_extra_dim)
-    n_linked = max(len(linked), 1)
-    for i, g in enumerate(kg_list):
-        extra[i, 1] = mention_score.get(g, 0.0)
-        extra[i, 2] = link_score.get(g, 0.0)
-        extra[i, 3] = min(distance.get(g, config.max_depth + 1), config.max_depth + 1) / (
-            config.max_depth + 1)
-        extra[i, 4] = ancestor_of.get(g, 0) / n_linked
-        extra[i, 5] = float(np.log1p(degree[g])) / 10.0
-        extra[i, 11] = float(np.log1p(hyponyms[g])) / 10.0
-        extra[i, 12] = min(float(depth[g]), 20.0) / 20.0
+    log_degree, log_hyponyms, scaled_depth = node_statistics(kg)
+    extra = np.zeros((n_kg + n_obj, config.node_extra_dim), dtype=np.float32)
+    if n_kg:
+        cap = config.max_depth + 1
+        extra[:n_kg, 1] = [mention_score.get(g, 0.0) for g in kg_list]
+        extra[:n_kg, 2] = [link_score.get(g, 0.0) for g in kg_list]
+        extra[:n_kg, 3] = np.minimum([distance.get(g, cap) for g in kg_list], cap) / cap
+        extra[:n_kg, 4] = np.asarray([ancestor_of.get(g, 0) for g in kg_list]) / max(
+            len(linked), 1)
+        extra[:n_kg, 5] = log_degree[nodes]
+        extra[:n_kg, 11] = log_hyponyms[nodes]
+        extra[:n_kg, 12] = scaled_depth[nodes]
     if n_obj:
         xs = np.array([o.x for o in observations])
         ys = np.array([o.y for o in observations])
-        rank_x = xs.argsort().argsort() / max(n_obj - 1, 1)
-        rank_y = ys.argsort().argsort() / max(n_obj - 1, 1)
-        for slot, obs in enumerate(observations):
-            row = n_kg + slot
-            extra[row, 0] = 1.0
-            extra[row, 6] = obs.x
-            extra[row, 7] = obs.y
-            extra[row, 8] = float(rank_x[slot]) if n_obj > 1 else 0.5
-            extra[row, 9] = float(rank_y[slot]) if n_obj > 1 else 0.5
-            extra[row, 10] = obs.objectness
+        if n_obj > 1:
+            ranks = np.stack([xs.argsort().argsort(), ys.argsort().argsort()], 1) / (n_obj - 1)
+        else:
+            ranks = np.full((1, 2), 0.5)
+        rows = slice(n_kg, n_kg + n_obj)
+        extra[rows, 0] = 1.0
+        extra[rows, 6], extra[rows, 7] = xs, ys
+        extra[rows, 8], extra[rows, 9] = ranks[:, 0], ranks[:, 1]
+        extra[rows, 10] = [o.objectness for o in observations]
         if config.grounding:
-            ranks = np.stack([rank_x, rank_y], axis=1) if n_obj > 1 else np.full((n_obj, 2), 0.5)
-            for i, g in enumerate(kg_list):
-                slots = sorted(grounded.get(g, ()))
-                if slots:
-                    r = ranks[slots]
-                    extra[i, NODE_EXTRA_DIM:] = torch.tensor(
-                        [1.0, r[:, 0].max(), r[:, 0].min(), r[:, 1].max(), r[:, 1].min()])
-            for slot in range(n_obj):
-                rx, ry = ranks[slot]
-                extra[n_kg + slot, NODE_EXTRA_DIM:] = torch.tensor([1.0, rx, rx, ry, ry])
+            for g, grounding_slots in grounded.items():
+                r = ranks[sorted(grounding_slots)]
+                extra[int(np.searchsorted(nodes, g)), NODE_EXTRA_DIM:] = (
+                    1.0, r[:, 0].max(), r[:, 0].min(), r[:, 1].max(), r[:, 1].min())
+            extra[rows, NODE_EXTRA_DIM] = 1.0
+            extra[rows, NODE_EXTRA_DIM + 1] = extra[rows, NODE_EXTRA_DIM + 2] = ranks[:, 0]
+            extra[rows, NODE_EXTRA_DIM + 3] = extra[rows, NODE_EXTRA_DIM + 4] = ranks[:, 1]
+    extra = torch.from_numpy(extra)
 
-    seed = torch.zeros(n_kg + n_obj)
-    for i, g in enumerate(kg_list):
-        seed[i] = mention_score.get(g, 0.0)
-    for slot, obs in enumerate(observations):
-        seed[n_kg + slot] = 0.5 * obs.objectness
+    seed = torch.cat([extra[:n_kg, 1], 0.5 * extra[n_kg:, 10]])
     return ReasoningGraph(
         x=x, node_extra=extra, edge_index=edge_index, edge_type=edge_type, seed_score=seed,
         kg_index=torch.tensor(kg_list + [-1] * n_obj, dtype=torch.long),
@@ -277,6 +279,20 @@ def build_graph(kg: CompiledKG, mentions: Sequence[Mention],
 
 
 _TAXONOMY_CACHE: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+_STATISTICS_CACHE: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+
+def node_statistics(kg: CompiledKG) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per node, scaled for ``node_extra``: ``log(1 + degree) / 10``,
+    ``log(1 + direct hyponyms) / 10`` and ``min(depth, 20) / 20`` (once per snapshot)."""
+    cached = _STATISTICS_CACHE.get(kg.content_hash)
+    if cached is None:
+        hyponyms, depth = taxonomy_features(kg)
+        cached = (np.log1p(kg.degree()).astype(np.float32) / 10.0,
+                  np.log1p(hyponyms).astype(np.float32) / 10.0,
+                  np.minimum(depth, 20).astype(np.float32) / 20.0)
+        _STATISTICS_CACHE[kg.content_hash] = cached
+    return cached
 
 
 def taxonomy_features(kg: CompiledKG) -> tuple[np.ndarray, np.ndarray]:
