@@ -365,9 +365,9 @@ def _print_answer(result: Any) -> None:
 # -- demo ----------------------------------------------------------------------------------
 @app.command("demo")
 def demo(
-    scenes: Annotated[int, typer.Option(help="benchmark scenes to build and train on")] = 500,
-    epochs: Annotated[int, typer.Option(help="VQA training epochs")] = 6,
-    parser_epochs: Annotated[int, typer.Option(help="scene parser epochs")] = 10,
+    scenes: Annotated[int, typer.Option(help="benchmark scenes to build and train on")] = 600,
+    epochs: Annotated[int, typer.Option(help="VQA training epochs")] = 20,
+    parser_epochs: Annotated[int, typer.Option(help="scene parser epochs")] = 15,
     kg_only: Annotated[bool, typer.Option("--kg-only", help="stop after the knowledge graph "
                                           "(no benchmark, no training)")] = False,
     data_dir: DataDir = None,

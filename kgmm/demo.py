@@ -27,10 +27,10 @@ from kgmm.graph.home import kgmm_home
 class DemoSettings:
     """Sizes of the demo run (the defaults train in a few minutes on two CPU cores)."""
 
-    scenes: int = 500
+    scenes: int = 600
     seed: int = 0
-    epochs: int = 6
-    parser_epochs: int = 10
+    epochs: int = 20
+    parser_epochs: int = 15
     image_size: int = 224
     questions: int = 4
     train: bool = True

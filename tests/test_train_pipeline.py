@@ -60,3 +60,12 @@ def test_saved_model_answers_through_the_cli(trained) -> None:
     answer = json.loads(result.stdout)
     assert answer["text"] and 0.0 <= answer["score"] <= 1.0
     assert answer["evidence"]["subgraph_nodes"] >= 0
+
+
+def test_demo_picks_test_questions_of_different_families(trained) -> None:
+    from kgmm.demo import demo_questions
+
+    bench, _ = trained
+    picked = demo_questions(bench, 3)
+    assert len(picked) == 3 and len({q.family for q in picked}) == 3
+    assert all(q.image.is_file() and q.question and q.expected for q in picked)
