@@ -148,6 +148,23 @@ def ancestors(kg: CompiledKG, start: int, taxonomy: Sequence[int],
     return found
 
 
+_ANCESTOR_CACHE: dict[tuple[str, int, tuple[int, ...], int], dict[int, int]] = {}
+_ANCESTOR_CACHE_SIZE = 200_000
+
+
+def cached_ancestors(kg: CompiledKG, start: int, taxonomy: Sequence[int],
+                     max_depth: int) -> dict[int, int]:
+    """:func:`ancestors`, memoised per snapshot (a KG is immutable; the cache is cleared
+    when it grows past a bound). Callers must not modify the returned dict."""
+    key = (kg.content_hash, start, tuple(taxonomy), max_depth)
+    found = _ANCESTOR_CACHE.get(key)
+    if found is None:
+        if len(_ANCESTOR_CACHE) >= _ANCESTOR_CACHE_SIZE:
+            _ANCESTOR_CACHE.clear()
+        found = _ANCESTOR_CACHE[key] = ancestors(kg, start, taxonomy, max_depth)
+    return found
+
+
 def build_graph(kg: CompiledKG, mentions: Sequence[Mention],
                 observations: Sequence[ObjectObservation],
                 node_embeddings: Callable[[np.ndarray], Tensor],
@@ -178,19 +195,19 @@ def build_graph(kg: CompiledKG, mentions: Sequence[Mention],
     if linked:
         sub = kg.subgraph(linked, hops=config.hops, fanout=config.fanout, relations=relations,
                           max_nodes=config.max_nodes)
-        n_id = sub.n_id.tolist()
-        kg_nodes.update(n_id)
-        for (s, d), r in zip(sub.edge_index.t().tolist(), sub.edge_type.tolist(), strict=True):
-            src.append(n_id[s])
-            dst.append(n_id[d])
-            rel.append(r)
+        n_id = sub.n_id.numpy()
+        kg_nodes.update(n_id.tolist())
+        sub_edges = (n_id[sub.edge_index[0].numpy()], n_id[sub.edge_index[1].numpy()],
+                     sub.edge_type.numpy())
+    else:
+        sub_edges = (np.zeros(0, np.int64),) * 3
     distance: dict[int, int] = {i: 0 for i in linked}
     ancestor_of: dict[int, int] = {}
     grounded: dict[int, set[int]] = {}  # KG node → object slots depicting it or a descendant
     for slot, index in depicts:
         grounded.setdefault(index, set()).add(slot)
     for entity in linked:
-        for anc, depth in ancestors(kg, entity, taxonomy, config.max_depth).items():
+        for anc, depth in cached_ancestors(kg, entity, taxonomy, config.max_depth).items():
             if entity in grounded:
                 grounded.setdefault(anc, set()).update(grounded[entity])
             kg_nodes.add(anc)
@@ -203,7 +220,8 @@ def build_graph(kg: CompiledKG, mentions: Sequence[Mention],
     nodes = np.asarray(sorted(kg_nodes), dtype=np.int64)
     kg_list = nodes.tolist()
     n_kg, n_obj = len(kg_list), len(observations)
-    src_a, dst_a, rel_a = (np.asarray(v, dtype=np.int64) for v in (src, dst, rel))
+    src_a, dst_a, rel_a = (np.concatenate([np.asarray(v, dtype=np.int64), e.astype(np.int64)])
+                           for v, e in zip((src, dst, rel), sub_edges, strict=True))
     parts = [(np.searchsorted(nodes, src_a), np.searchsorted(nodes, dst_a), rel_a)]
     if depicts:
         slots, targets = (np.asarray(v, dtype=np.int64) for v in zip(*depicts, strict=True))
