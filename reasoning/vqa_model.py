@@ -144,12 +144,12 @@ class VQAModel(nn.Module):
         loss = main
         is_count = targets["count_mask"]
         if is_count.any():
-            c = F.smooth_l1_loss(result["count"][is_count], targets["count"][is_count])
+            c = F.smooth_l1_loss(result["count"][is_count].float(), targets["count"][is_count])
             loss = loss + self.config.count_weight * c
             terms["count"] = float(c.detach())
         is_yesno = targets["yesno_mask"]
         if is_yesno.any():
-            p = result["p_yes"][is_yesno].clamp(1e-6, 1 - 1e-6)
+            p = result["p_yes"][is_yesno].float().clamp(1e-6, 1 - 1e-6)
             y = F.binary_cross_entropy(p, targets["yes"][is_yesno])
             loss = loss + self.config.yesno_weight * y
             terms["yesno"] = float(y.detach())

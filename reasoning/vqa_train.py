@@ -9,6 +9,7 @@ the entity's label.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import time
@@ -74,6 +75,7 @@ def evaluate(model: VQAModel, examples: Sequence[Example], kg: CompiledKG,
              names: dict[int, str], batch_size: int = 64) -> EvalResult:
     """Official VQA accuracy overall and per question family."""
     model.eval()
+    device = next(model.parameters()).device
     scores: list[float] = []
     families: dict[str, list[float]] = defaultdict(list)
 
@@ -82,7 +84,7 @@ def evaluate(model: VQAModel, examples: Sequence[Example], kg: CompiledKG,
 
     for start in range(0, len(examples), batch_size):
         chunk = examples[start:start + batch_size]
-        batch = collate(chunk, model.vocab, model.config.use_kg)
+        batch = batch_to(collate(chunk, model.vocab, model.config.use_kg), device)
         with torch.no_grad():
             result = model(batch["image_vec"], batch["text_vec"], batch.get("graphs"))
         answers = model.decode(result, [e.graph for e in chunk], label, k=1)
@@ -96,10 +98,36 @@ def evaluate(model: VQAModel, examples: Sequence[Example], kg: CompiledKG,
                       len(scores))
 
 
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """``"auto"``/None → CUDA when available, else CPU; anything else as given."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def batch_to(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """A collated batch (inputs, PyG graphs, targets) moved to ``device``."""
+    if device.type == "cpu":
+        return batch
+    out = dict(batch)
+    out["image_vec"] = batch["image_vec"].to(device, non_blocking=True)
+    out["text_vec"] = batch["text_vec"].to(device, non_blocking=True)
+    if batch.get("graphs") is not None:
+        out["graphs"] = [g.to(device, non_blocking=True) for g in batch["graphs"]]
+    out["targets"] = {k: v.to(device, non_blocking=True) for k, v in batch["targets"].items()}
+    return out
+
+
 def train_model(model: VQAModel, train: Sequence[Example], *, epochs: int, lr: float = 2e-3,
                 batch_size: int = 32, seed: int = 0,
-                on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> None:
-    """A plain Adam loop with cosine decay (the project's Trainer drives longer runs)."""
+                on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+                device: str | torch.device | None = "auto") -> None:
+    """AdamW with cosine decay and gradient clipping, on ``device`` (CUDA when available, with
+    bf16 autocast there); the model is left on that device."""
+    device = resolve_device(device)
+    model.to(device)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" \
+        else contextlib.nullcontext()
     torch.manual_seed(seed)
     rng = random.Random(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
@@ -111,9 +139,11 @@ def train_model(model: VQAModel, train: Sequence[Example], *, epochs: int, lr: f
         rng.shuffle(order)
         losses = []
         for start in range(0, len(order) - batch_size + 1, batch_size):
-            batch = collate(order[start:start + batch_size], model.vocab, model.config.use_kg)
-            result = model(batch["image_vec"], batch["text_vec"], batch.get("graphs"))
-            loss, terms = model.loss(result, batch["targets"])
+            batch = batch_to(collate(order[start:start + batch_size], model.vocab,
+                                     model.config.use_kg), device)
+            with autocast:
+                result = model(batch["image_vec"], batch["text_vec"], batch.get("graphs"))
+            loss, terms = model.loss(result, batch["targets"])  # fp32 (BCE refuses autocast)
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
