@@ -18,6 +18,10 @@ _EXPORTS: dict[str, str] = {
     "Answer": "kgmm.pipeline",
     "Evidence": "kgmm.pipeline",
     "ModelError": "kgmm.pipeline",
+    # retrieval
+    "rerank": "kgmm.retrieval",
+    "retrieve": "kgmm.retrieval",
+    "Retriever": "kgmm.retrieval",
     # knowledge graph
     "Entity": "kgmm.graph.model",
     "Relation": "kgmm.graph.model",
