@@ -420,8 +420,19 @@ def demo(
         console.print(f"\n[bold]kgmm answer[/bold] {item.image} {item.question!r}  "
                       f"[dim]({item.family}; expected {', '.join(item.expected)})[/dim]")
         _print_answer(model.answer(item.image, item.question))
-    console.print(f"\ndemo finished in {time.perf_counter() - started:.1f} s; the model is the "
-                  f"default now: kgmm answer IMAGE \"QUESTION\"")
+    from kgmm.demo import train_demo_retriever
+    from kgmm.retrieval import default_retriever_path, retrieve
+
+    train_demo_retriever(bench, kg, model, data_dir, settings, log)
+    query = "a picture of an animal"
+    for ranker in (None, "kg"):
+        hits = retrieve(query, top=3, rerank=ranker, model=default_retriever_path(data_dir))
+        console.print(f"[bold]kgmm retrieve[/bold] {query!r}"
+                      + (f" --rerank {ranker}" if ranker else "") + ": "
+                      + ", ".join(f"{h.id} ({h.score:.2f})" for h in hits))
+    console.print(f"\ndemo finished in {time.perf_counter() - started:.1f} s; the default model "
+                  f"and retriever are in place: kgmm answer IMAGE \"QUESTION\", "
+                  f"kgmm retrieve \"QUERY\" --rerank kg")
 
 
 def _register_command_modules() -> None:

@@ -5,7 +5,11 @@
 2. a small OpenMoji-scenes benchmark is built under ``<KGMM_HOME>/bench/demo``;
 3. the scene parser, the KG model and the no-KG baseline are trained on it (CPU, minutes) and
    the KG model is saved as the default model ``<KGMM_HOME>/models/default``;
-4. a few test questions are answered with ``kgmm.answer`` and their evidence is shown.
+4. a few test questions are answered with ``kgmm.answer`` and their evidence is shown;
+5. the default retriever (dual tower + cross and KG re-rankers) is trained on the same
+   benchmark, reusing the VQA model's encoders and scene parser, and saved at
+   ``<KGMM_HOME>/models/default-retriever``; a category-level query is answered with and
+   without the KG re-ranker.
 
 Every step reuses what an earlier run left (the store, the snapshot, the benchmark).
 """
@@ -34,6 +38,7 @@ class DemoSettings:
     image_size: int = 224
     questions: int = 4
     train: bool = True
+    retriever_epochs: int = 20
 
 
 def prepare_kg(data_dir: str | os.PathLike[str] | None, log: Callable[[str], None],
@@ -120,3 +125,20 @@ def demo_questions(bench: Path, count: int) -> list[DemoQuestion]:
         if len(picked) == count:
             break
     return list(picked.values())
+
+
+def train_demo_retriever(bench: Path, kg: Any, model: Any,
+                         data_dir: str | os.PathLike[str] | None, settings: DemoSettings,
+                         log: Callable[[str], None]) -> dict[str, Any]:
+    """Step 5: train and save the default retriever; returns its metrics."""
+    import torch
+
+    from kgmm.retrieval import train_default_retriever
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small matrices: one thread is faster on two cores
+    try:
+        return train_default_retriever(bench, kg=kg, vqa_model=model, data_dir=data_dir,
+                                       epochs=settings.retriever_epochs, log=log)
+    finally:
+        torch.set_num_threads(threads)
