@@ -131,14 +131,9 @@ def train_demo_retriever(bench: Path, kg: Any, model: Any,
                          data_dir: str | os.PathLike[str] | None, settings: DemoSettings,
                          log: Callable[[str], None]) -> dict[str, Any]:
     """Step 5: train and save the default retriever; returns its metrics."""
-    import torch
-
+    from kgmm.reasoning.threads import torch_threads
     from kgmm.retrieval import train_default_retriever
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small matrices: one thread is faster on two cores
-    try:
+    with torch_threads(1):  # small matrices: one thread is faster on two cores
         return train_default_retriever(bench, kg=kg, vqa_model=model, data_dir=data_dir,
                                        epochs=settings.retriever_epochs, log=log)
-    finally:
-        torch.set_num_threads(threads)

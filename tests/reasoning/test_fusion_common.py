@@ -7,7 +7,6 @@ the other ``test_fusion_*`` files.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -15,19 +14,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kgmm.reasoning.fusion import FusionInputs, masked_mean, masked_softmax
+from kgmm.reasoning.threads import torch_threads
 
 D_IMG, D_TXT, P, T = 8, 6, 4, 5
 
 
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
+def one_thread() -> contextlib.AbstractContextManager[None]:
     """Tiny training loops run faster (and steadier on a busy 2-core box) on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    return torch_threads(1)
 
 
 def make_inputs(seed: int = 0, batch: int = 3, globals_: bool = False,

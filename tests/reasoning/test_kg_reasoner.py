@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -32,19 +31,15 @@ from kgmm.reasoning.kg_reasoner import (
     reasoner_loss,
     segment_logsumexp,
 )
+from kgmm.reasoning.threads import torch_threads
 
 R, N_NODES, D = 3, 10, 8
 TRAIN_STEPS = 200
 
 
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+def one_thread() -> contextlib.AbstractContextManager[None]:
+    """One intra-op thread for the block (see :func:`torch_threads`)."""
+    return torch_threads(1)
 
 
 @dataclass

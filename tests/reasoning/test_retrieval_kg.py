@@ -47,13 +47,7 @@ CATEGORIES = {"animal": "ex:animal", "fruit": "ex:fruit", "vehicle": "ex:vehicle
 DIM = 48
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors: one thread avoids OpenMP spinning on a shared, busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -30,13 +30,7 @@ from kgmm.reasoning.retrieval.features import FeatureTable, cached
 DT, DV = 12, 20
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors: one thread avoids OpenMP spinning on a shared, busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _task(n: int = 64, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
