@@ -100,25 +100,15 @@ def default_model_path(data_dir: str | os.PathLike[str] | None = None) -> Path:
 
 
 def read_model_manifest(path: Path) -> dict[str, Any]:
-    """The model's manifest, checked for presence and format version."""
-    manifest_path = path / MODEL_FILE
-    if not path.exists():
-        raise ModelError(f"no kgmm model at {path}. Train one with `make demo` or "
-                         "`kgmm train --config FILE`, or point KGMM_MODEL at a model directory")
-    if not manifest_path.is_file():
-        raise ModelError(f"{path} is not a kgmm model directory (no {MODEL_FILE})")
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ModelError(f"{manifest_path}: corrupt manifest ({exc})") from None
-    version = manifest.get("format_version")
-    if version != MODEL_FORMAT_VERSION:
-        raise ModelError(f"{manifest_path}: model format {version!r}; this kgmm reads format "
-                         f"{MODEL_FORMAT_VERSION} — retrain the model with this version")
-    for part in manifest.get("parts", []):
-        if not (path / part).exists():
-            raise ModelError(f"{path}: the model is incomplete, {part} is missing")
-    return manifest
+    """The model's manifest, checked for presence, format version and parts."""
+    from kgmm.reasoning.model_manifest import read_checked_manifest
+
+    return read_checked_manifest(
+        path, file_name=MODEL_FILE, format_version=MODEL_FORMAT_VERSION, kind="model",
+        error=ModelError,
+        not_found=f"no kgmm model at {path}. Train one with `make demo` or "
+                  "`kgmm train --config FILE`, or point KGMM_MODEL at a model directory",
+        version_hint=" — retrain the model with this version")
 
 
 def check_kg_matches(manifest: dict[str, Any], kg: Any, where: Path) -> None:

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from kgmm.graph.errors import KGMMError, SnapshotError
+from kgmm.reasoning.model_manifest import read_checked_manifest
 
 from .combiner import ScoreCombiner
 from .cross import load_cross_scorer, save_cross_scorer
@@ -200,24 +201,12 @@ class RetrievalModel:
 
 def read_manifest(path: Path) -> dict[str, Any]:
     """The retriever manifest, checked for presence, format and parts."""
-    file = path / MODEL_FILE
-    if not path.exists():
-        raise RetrieverModelError(
-            f"no retriever at {path}. Train one with `make demo` (it saves "
-            "<KGMM_HOME>/models/default-retriever) or point --model at a retriever directory")
-    if not file.is_file():
-        raise RetrieverModelError(f"{path} is not a kgmm retriever directory (no {MODEL_FILE})")
-    try:
-        manifest = json.loads(file.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise RetrieverModelError(f"{file}: corrupt manifest ({exc})") from None
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise RetrieverModelError(f"{file}: retriever format {manifest.get('format_version')!r};"
-                                  f" this kgmm reads format {FORMAT_VERSION}")
-    for part in manifest.get("parts", []):
-        if not (path / part).exists():
-            raise RetrieverModelError(f"{path}: the retriever is incomplete, {part} is missing")
-    return manifest
+    return read_checked_manifest(
+        path, file_name=MODEL_FILE, format_version=FORMAT_VERSION, kind="retriever",
+        error=RetrieverModelError,
+        not_found=f"no retriever at {path}. Train one with `make demo` (it saves "
+                  "<KGMM_HOME>/models/default-retriever) or point --model at a retriever "
+                  "directory")
 
 
 def _save_kg(kg: Any, target: Path) -> None:
