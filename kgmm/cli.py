@@ -276,7 +276,7 @@ def train_command(
     from kgmm.reasoning.node_embeddings import NodeEmbeddingCache
     from kgmm.reasoning.train_pipeline import train_full
 
-    settings: dict[str, Any] = {"epochs": 10, "parser_epochs": 15, "image_size": 224}
+    settings: dict[str, Any] = {"epochs": 30, "parser_epochs": 15, "image_size": 224}
     if config is not None:
         try:
             settings.update(json.loads(config.read_text(encoding="utf-8")))
@@ -366,7 +366,7 @@ def _print_answer(result: Any) -> None:
 @app.command("demo")
 def demo(
     scenes: Annotated[int, typer.Option(help="benchmark scenes to build and train on")] = 600,
-    epochs: Annotated[int, typer.Option(help="VQA training epochs")] = 20,
+    epochs: Annotated[int, typer.Option(help="VQA training epochs")] = 30,
     parser_epochs: Annotated[int, typer.Option(help="scene parser epochs")] = 15,
     kg_only: Annotated[bool, typer.Option("--kg-only", help="stop after the knowledge graph "
                                           "(no benchmark, no training)")] = False,

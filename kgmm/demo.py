@@ -33,7 +33,7 @@ class DemoSettings:
 
     scenes: int = 600
     seed: int = 0
-    epochs: int = 20
+    epochs: int = 30
     parser_epochs: int = 15
     image_size: int = 224
     questions: int = 4

@@ -341,7 +341,15 @@ class KGMM:
         p = self.parts
         questions = [check_question(q) for _, q in pairs]
         images = [load_image(img) for img, _ in pairs]
-        text_vecs = p.text_encoder.embed(questions).float()
+        text_tokens = text_mask = None
+        if p.vqa.uses_tokens:
+            from kgmm.reasoning.vqa_data import pad_tokens
+
+            pooled_text, tokens = p.text_encoder.question_features(questions)
+            text_vecs = pooled_text.float()
+            text_tokens, text_mask = pad_tokens(tokens)
+        else:
+            text_vecs = p.text_encoder.embed(questions).float()
         graphs, vectors, linked = [], [], []
         for (pooled, observations), question, text_vec in zip(
                 self._image_features(images), questions, text_vecs, strict=True):
@@ -353,7 +361,8 @@ class KGMM:
             linked.append(self._linked(mentions, observations))
         with torch.no_grad():
             result = p.vqa(torch.stack(vectors), text_vecs,
-                           [to_data(g) for g in graphs] if p.vqa.config.use_kg else None)
+                           [to_data(g) for g in graphs] if p.vqa.config.use_kg else None,
+                           text_tokens=text_tokens, text_mask=text_mask)
         ranked = p.vqa.decode(result, graphs, self._name, k=top_k)
         answers = []
         for i, options in enumerate(ranked):

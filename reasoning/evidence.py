@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -77,19 +78,55 @@ def _seeds(data: Any) -> list[int]:
     return [int(i) for i in torch.nonzero(mask.reshape(-1)).reshape(-1)]
 
 
-def _arcs(data: Any, scores: Tensor) -> list[tuple[int, int, int, bool, float]]:
-    """``(u, v, stored edge, reversed, score)`` for every walkable direction of every edge."""
+def _arcs(data: Any, scores: Tensor, keep: np.ndarray | None = None
+          ) -> list[tuple[int, int, int, bool, float]]:
+    """``(u, v, stored edge, reversed, score)`` for every walkable direction of every edge
+    (only those where ``keep`` is True, when given: one flag per direction, ``[E]`` or
+    ``[2E]`` like ``scores``)."""
+    src, dst, edge, rev = _arc_arrays(data, scores)
+    values = scores.detach().double().clamp(MIN_SCORE, 1.0).numpy()
+    rows = np.flatnonzero(keep) if keep is not None else np.arange(len(src))
+    return list(zip(src[rows].tolist(), dst[rows].tolist(), edge[rows].tolist(),
+                    rev[rows].tolist(), values[rows].tolist(), strict=True))
+
+
+def _arc_arrays(data: Any, scores: Tensor) -> tuple[np.ndarray, ...]:
+    """``(u, v, stored edge, reversed)`` arrays, one entry per entry of ``scores``."""
     edge_index = data.edge_index
     n_edges = edge_index.size(1)
     if scores.numel() not in (n_edges, 2 * n_edges):
         raise ValueError(f"edge scores have {scores.numel()} entries; the graph has {n_edges} "
                          f"edges (expected {n_edges} or {2 * n_edges})")
-    src, dst = edge_index[0].tolist(), edge_index[1].tolist()
-    values = scores.detach().double().clamp(MIN_SCORE, 1.0).tolist()
-    arcs = [(src[e], dst[e], e, False, values[e]) for e in range(n_edges)]
-    if scores.numel() == 2 * n_edges:
-        arcs += [(dst[e], src[e], e, True, values[n_edges + e]) for e in range(n_edges)]
-    return arcs
+    src, dst = edge_index[0].cpu().numpy(), edge_index[1].cpu().numpy()
+    edge = np.arange(n_edges)
+    if scores.numel() == n_edges:
+        return src, dst, edge, np.zeros(n_edges, dtype=bool)
+    return (np.concatenate([src, dst]), np.concatenate([dst, src]),
+            np.concatenate([edge, edge]),
+            np.concatenate([np.zeros(n_edges, dtype=bool), np.ones(n_edges, dtype=bool)]))
+
+
+def _on_some_path(data: Any, layers: Sequence[Tensor], seeds: list[int],
+                  answer: int) -> list[np.ndarray]:
+    """Per layer ``t``, which arcs ``(u, t−1) → (v, t)`` lie on some walk from a seed at step
+    0 to the answer at any step: ``u`` reachable from the seeds in ``t − 1`` steps and the
+    answer reachable from ``v`` in the remaining ones. Pruning the others leaves every path
+    (and so the result) unchanged and shrinks the graph Yen's algorithm searches."""
+    n = int(data.num_nodes)
+    arcs = [_arc_arrays(data, scores.reshape(-1)) for scores in layers]
+    forward = [np.zeros(n, dtype=bool)]
+    forward[0][seeds] = True
+    for src, dst, _, _ in arcs:
+        reached = np.zeros(n, dtype=bool)
+        reached[dst[forward[-1][src]]] = True
+        forward.append(reached)
+    backward = [np.zeros(n, dtype=bool) for _ in range(len(arcs) + 1)]
+    backward[-1][answer] = True
+    for t in range(len(arcs) - 1, -1, -1):
+        src, dst, _, _ = arcs[t]
+        backward[t][answer] = True
+        backward[t][src[backward[t + 1][dst]]] = True
+    return [forward[t][src] & backward[t + 1][dst] for t, (src, dst, _, _) in enumerate(arcs)]
 
 
 def _best_arcs(arcs: list[tuple[int, int, int, bool, float]]) -> dict[tuple[Any, Any], Any]:
@@ -104,7 +141,8 @@ def _best_arcs(arcs: list[tuple[int, int, int, bool, float]]) -> dict[tuple[Any,
 
 def extract_evidence(data: Any, edge_scores: Sequence[Tensor], node_scores: Tensor,
                      answer_node: int, k_paths: int = 3, max_len: int = 4,
-                     top_nodes: int = 5, mode: str = "aligned") -> Evidence:
+                     top_nodes: int = 5, mode: str = "aligned", prune: bool = True
+                     ) -> Evidence:
     """Top nodes and the ``k_paths`` best seed → answer paths of one graph (module docstring).
 
     Args:
@@ -116,6 +154,8 @@ def extract_evidence(data: Any, edge_scores: Sequence[Tensor], node_scores: Tens
         max_len: longest path, in edges.
         top_nodes: number of top nodes.
         mode: ``"aligned"`` or ``"max"``.
+        prune: ``"aligned"``: search only the arcs that lie on some seed → answer walk
+            (same result; ``False`` searches every arc).
     """
     import networkx as nx
 
@@ -144,8 +184,11 @@ def extract_evidence(data: Any, edge_scores: Sequence[Tensor], node_scores: Tens
         steps = max_len
     else:
         steps = min(max_len, len(edge_scores))
+        layers = [s.detach().reshape(-1) for s in edge_scores[:steps]]
+        keep = (_on_some_path(data, layers, seeds, answer_node) if prune
+                else [None] * steps)
         for t in range(1, steps + 1):
-            for (u, v), arc in _best_arcs(_arcs(data, edge_scores[t - 1])).items():
+            for (u, v), arc in _best_arcs(_arcs(data, layers[t - 1], keep[t - 1])).items():
                 graph.add_edge((u, t - 1), (v, t), weight=-math.log(arc[4]), arc=arc)
         for s in seeds:
             graph.add_edge(source, (s, 0), weight=0.0, arc=None)

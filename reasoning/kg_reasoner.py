@@ -2,7 +2,10 @@ r"""``KGReasoner``: a relation-aware GNN over a question's KG subgraph, conditio
 
 One forward pass over a PyG ``Batch`` of subgraphs (see :func:`make_reasoner_batch`):
 
-1. node input ``u_v = [x_v ; node_extra_v ; seed_v]`` → ``h_v^0 = ReLU(W_in u_v)``;
+1. node input ``u_v = [m_v x_v ; node_extra_v ; seed_v]`` → ``h_v^0 = ReLU(W_in u_v)``, where
+   ``m_v ~ Bernoulli(1 − node_text_dropout)`` while training (1 at inference): with the
+   node's text hidden, the answer must be found from structure and grounding alone, which is
+   what carries over to entities never seen as answers;
    query ``q̃ = MLP(q)`` (``hidden``-sized, shared by every layer);
 2. ``layers`` query-conditioned convs over the edges and, with ``add_reverse``, their
    reverses (relation ``r + R`` or ``relation_inverse[r]``) —
@@ -14,7 +17,9 @@ One forward pass over a PyG ``Batch`` of subgraphs (see :func:`make_reasoner_bat
    TransferNet's hop attention, so the chain may be shorter than ``layers``; ``λ`` is learned,
    starting at 1, and ties the score to the transparent activation — without it the MLP
    memorised training graphs through ``h`` and generalised worse), or ``ℓ_v = MLP([h_v ; q̃ ;
-   seed_v])`` (rgat, rgcn);
+   seed_v])`` (rgat, rgcn); with ``feature_score`` a query-chosen linear read of the node's
+   own input features is added, ``ℓ_v += (W_f q̃)ᵀ [node_extra_v ; seed_v]`` — "the leftmost
+   object" weighs the x-rank column directly instead of learning it through an MLP;
 4. pooled graph state ``g = [mean_v h_v ; Σ_v π_v h_v]`` with ``π = softmax_graph(ℓ)``;
    vocabulary logits ``MLP([q̃ ; g])`` and the gate ``σ(MLP([q̃ ; g]))`` = P(answer is a node).
 """
@@ -101,6 +106,8 @@ class KGReasonerConfig:
     relation_norm: str = "softmax"
     activation_norm: str = "clamp"
     edge_gate: bool = False
+    feature_score: bool = False
+    node_text_dropout: float = 0.0
 
     def __post_init__(self) -> None:
         if self.conv not in CONVS:
@@ -241,6 +248,7 @@ class KGReasoner(nn.Module):
         self.hop = nn.Linear(h, c.layers) if c.conv == "relation_attention" else None
         self.p_scale = nn.Parameter(torch.ones(())) if self.hop is not None else None
         self.scorer = _mlp(2 * h + 1, h, 1, c.dropout)
+        self.feature_score = nn.Linear(h, c.extra_node_dim + 1) if c.feature_score else None
         self.vocab_head = _mlp(3 * h, h, c.vocab_size, c.dropout) if c.vocab_size else None
         self.gate_head = _mlp(3 * h, h, 1, c.dropout) if c.use_gate and c.vocab_size else None
         self.dropout = nn.Dropout(c.dropout)
@@ -262,6 +270,9 @@ class KGReasoner(nn.Module):
         query = batch.query if batch.query.dim() == 2 else batch.query.unsqueeze(0)
         n_graphs = query.size(0)
         seed = batch.seed_score.to(x.dtype)
+        if self.training and c.node_text_dropout > 0:
+            keep = torch.rand(n, 1, device=x.device) >= c.node_text_dropout
+            x = x * keep.to(x.dtype)
         parts = [x]
         if c.extra_node_dim:
             extra = getattr(batch, "node_extra", None)
@@ -271,6 +282,7 @@ class KGReasoner(nn.Module):
             parts.append(extra.to(x.dtype))
         parts.append(seed.unsqueeze(-1))
         h = self.dropout(F.relu(self.input(torch.cat(parts, dim=-1))))
+        own_features = torch.cat(parts[1:], dim=-1)  # [node_extra ; seed]
         q = self.query(query)
         edge_index, edge_type = batch.edge_index, batch.edge_type
         if c.add_reverse:
@@ -299,6 +311,8 @@ class KGReasoner(nn.Module):
         node_logits = self.scorer(torch.cat([h, q[b], p_final.unsqueeze(-1)], -1)).squeeze(-1)
         if self.p_scale is not None:
             node_logits = node_logits + self.p_scale * torch.log(p_final + ACTIVATION_EPS)
+        if self.feature_score is not None:
+            node_logits = node_logits + (self.feature_score(q)[b] * own_features).sum(-1)
         pi = segment_softmax(node_logits, b, num_nodes=n_graphs)
         counts = torch.bincount(b, minlength=n_graphs).clamp(min=1).to(h.dtype)
         mean_pool = h.new_zeros(n_graphs, h.size(1)).index_add_(0, b, h) / counts[:, None]

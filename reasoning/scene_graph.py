@@ -14,9 +14,14 @@ Edges (relation ids after the KG's ``R`` relations):
   taxonomy, so "is a dog an animal" is one step instead of seven);
 * ``depicts`` (``R+1``): object node → its candidate entities with link probability ≥
   ``min_link``;
-* ``left_of`` (``R+2``), ``above`` (``R+3``), ``next_to`` (``R+4``) between object nodes, from
-  their centres (``a`` left of ``b`` when ``x_a + margin < x_b``); the reasoner adds reversed
-  edges, which read as right-of and below.
+* ``left_of`` (``R+2``), ``above`` (``R+3``), ``next_to`` (``R+4``) between object nodes; the
+  reasoner adds reversed edges, which read as right-of and below. With
+  ``GraphConfig.spatial = "boxes"`` they come from the objects' boxes: ``a`` left of ``b`` when
+  ``a`` ends before ``b`` begins (``x1_a ≤ x0_b + tol``), above likewise on ``y``, next to when
+  the gap between the boxes, ``max(x0_b − x1_a, x0_a − x1_b, y0_b − y1_a, y0_a − y1_b, 0)``,
+  is at most ``near``; an object without a box is a point at its centre. With ``"centres"``
+  (models saved before boxes) ``a`` is left of ``b`` when ``x_a + margin < x_b`` and next to it
+  when ``|x_a − x_b| + |y_a − y_b| < 0.45``.
 
 Per-node extra features (``node_extra``): is-object, mention score, image-link score,
 taxonomy distance from the nearest linked entity (scaled), how many linked entities it is an
@@ -30,6 +35,11 @@ any object depicts it or one of its descendants, and the largest and smallest x-
 y-rank of those objects. "The rightmost object is a kind of what?" then reads directly off the
 candidate categories (max x-rank 1) instead of needing a message to travel object → entity →
 ancestor first.
+
+With ``GraphConfig.mention_order`` one more column gives each question mention's place among
+the question's mentions, ``(i + 1) / M`` for the ``i``-th of ``M`` (0 for nodes no mention links
+to): "is the X left of the Y" and "is the Y left of the X" link the same entities, and only
+the order of the mentions tells the roles apart.
 """
 
 from __future__ import annotations
@@ -51,6 +61,9 @@ NODE_EXTRA_DIM = 13
 #: extra per-node columns with ``GraphConfig.grounding``: is grounded, max/min x-rank and
 #: max/min y-rank of the objects that depict the node or one of its descendants
 GROUNDING_DIM = 5
+#: extra per-node column with ``GraphConfig.mention_order``
+MENTION_ORDER_DIM = 1
+SPATIAL_MODES = ("centres", "boxes")
 TAXONOMY = ("hypernym", "instance_hypernym")
 STRUCTURAL = ("hypernym", "instance_hypernym", "part_meronym", "part_holonym",
               "member_meronym", "member_holonym", "substance_meronym", "substance_holonym")
@@ -58,13 +71,19 @@ STRUCTURAL = ("hypernym", "instance_hypernym", "part_meronym", "part_holonym",
 
 @dataclass
 class ObjectObservation:
-    """A detected object: centre in [0, 1]², objectness, candidate entities, embedding."""
+    """A detected object: centre in [0, 1]², objectness, candidate entities, embedding, and
+    optionally its box ``(x0, y0, x1, y1)`` in [0, 1]²."""
 
     x: float
     y: float
     objectness: float
     candidates: list[tuple[int, float]]
     embedding: Tensor
+    box: tuple[float, float, float, float] | None = None
+
+    def extent(self) -> tuple[float, float, float, float]:
+        """The box, or the centre as a point box when there is none."""
+        return self.box if self.box is not None else (self.x, self.y, self.x, self.y)
 
 
 def observations_from_detections(detections: Sequence[Any],
@@ -79,7 +98,8 @@ def observations_from_detections(detections: Sequence[Any],
         out.append(ObjectObservation(
             x=det.center[0], y=det.center[1], objectness=det.objectness,
             candidates=[(int(e), p) for (e, _), p in zip(det.entities, probs, strict=True)],
-            embedding=cell_embeddings[det.cell].float()))
+            embedding=cell_embeddings[det.cell].float(),
+            box=tuple(float(v) for v in det.box)))
     return out
 
 
@@ -96,10 +116,26 @@ class GraphConfig:
     spatial_margin: float = 0.08
     relations: tuple[str, ...] = STRUCTURAL
     grounding: bool = False
+    spatial: str = "centres"
+    #: boxes: tolerance of "ends before it begins", and the largest gap of "next to"
+    box_tolerance: float = 0.01
+    near: float = 0.1
+    mention_order: bool = False
+
+    def __post_init__(self) -> None:
+        if self.spatial not in SPATIAL_MODES:
+            raise ValueError(f"unknown spatial mode {self.spatial!r}; valid: "
+                             f"{', '.join(SPATIAL_MODES)}")
 
     @property
     def node_extra_dim(self) -> int:
         """Width of ``node_extra`` for graphs built with this configuration."""
+        return (NODE_EXTRA_DIM + (GROUNDING_DIM if self.grounding else 0)
+                + (MENTION_ORDER_DIM if self.mention_order else 0))
+
+    @property
+    def mention_order_column(self) -> int:
+        """Column of the mention order in ``node_extra`` (with ``mention_order``)."""
         return NODE_EXTRA_DIM + (GROUNDING_DIM if self.grounding else 0)
 
     def to_dict(self) -> dict:
@@ -176,9 +212,11 @@ def build_graph(kg: CompiledKG, mentions: Sequence[Mention],
     relations = [r for r in config.relations if r in kg.relation_ids]
 
     mention_score: dict[int, float] = {}
-    for mention in mentions:
+    mention_place: dict[int, float] = {}
+    for place, mention in enumerate(mentions, start=1):
         for index, score in zip(mention.candidates, mention.scores, strict=True):
             mention_score[index] = max(mention_score.get(index, 0.0), score)
+            mention_place.setdefault(index, place / len(mentions))
     link_score: dict[int, float] = {}
     depicts: list[tuple[int, int]] = []  # (object slot, kg index)
     for slot, obs in enumerate(observations):
@@ -227,17 +265,7 @@ def build_graph(kg: CompiledKG, mentions: Sequence[Mention],
         slots, targets = (np.asarray(v, dtype=np.int64) for v in zip(*depicts, strict=True))
         parts.append((n_kg + slots, np.searchsorted(nodes, targets),
                       np.full(len(depicts), R + 1)))
-    spatial: list[tuple[int, int, int]] = []
-    for a, oa in enumerate(observations):
-        for b, ob in enumerate(observations):
-            if a == b:
-                continue
-            if oa.x + config.spatial_margin < ob.x:
-                spatial.append((n_kg + a, n_kg + b, R + 2))
-            if oa.y + config.spatial_margin < ob.y:
-                spatial.append((n_kg + a, n_kg + b, R + 3))
-            if a < b and abs(oa.x - ob.x) + abs(oa.y - ob.y) < 0.45:
-                spatial.append((n_kg + a, n_kg + b, R + 4))
+    spatial = spatial_edges(observations, config, offset=n_kg, first_relation=R + 2)
     if spatial:
         parts.append(tuple(np.asarray(v, dtype=np.int64) for v in zip(*spatial, strict=True)))
     edge_src, edge_dst, edge_rel = (np.concatenate(v) for v in zip(*parts, strict=True))
@@ -281,11 +309,14 @@ def build_graph(kg: CompiledKG, mentions: Sequence[Mention],
         if config.grounding:
             for g, grounding_slots in grounded.items():
                 r = ranks[sorted(grounding_slots)]
-                extra[int(np.searchsorted(nodes, g)), NODE_EXTRA_DIM:] = (
+                extra[int(np.searchsorted(nodes, g)), NODE_EXTRA_DIM:NODE_EXTRA_DIM + 5] = (
                     1.0, r[:, 0].max(), r[:, 0].min(), r[:, 1].max(), r[:, 1].min())
             extra[rows, NODE_EXTRA_DIM] = 1.0
             extra[rows, NODE_EXTRA_DIM + 1] = extra[rows, NODE_EXTRA_DIM + 2] = ranks[:, 0]
             extra[rows, NODE_EXTRA_DIM + 3] = extra[rows, NODE_EXTRA_DIM + 4] = ranks[:, 1]
+    if config.mention_order and n_kg:
+        extra[:n_kg, config.mention_order_column] = [mention_place.get(g, 0.0)
+                                                     for g in kg_list]
     extra = torch.from_numpy(extra)
 
     seed = torch.cat([extra[:n_kg, 1], 0.5 * extra[n_kg:, 10]])
@@ -294,6 +325,37 @@ def build_graph(kg: CompiledKG, mentions: Sequence[Mention],
         kg_index=torch.tensor(kg_list + [-1] * n_obj, dtype=torch.long),
         object_slot=torch.tensor([-1] * n_kg + list(range(n_obj)), dtype=torch.long),
     )
+
+
+def spatial_edges(observations: Sequence[ObjectObservation], config: GraphConfig, *,
+                  offset: int, first_relation: int) -> list[tuple[int, int, int]]:
+    """``(src, dst, relation)`` spatial edges between object nodes ``offset + slot``;
+    relations ``first_relation + 0/1/2`` = left_of, above, next_to (module docstring)."""
+    left, above, near = first_relation, first_relation + 1, first_relation + 2
+    out: list[tuple[int, int, int]] = []
+    boxes = [o.extent() for o in observations]
+    for a, oa in enumerate(observations):
+        for b, ob in enumerate(observations):
+            if a == b:
+                continue
+            if config.spatial == "boxes":
+                ba, bb = boxes[a], boxes[b]
+                tol = config.box_tolerance
+                if ba[2] <= bb[0] + tol:
+                    out.append((offset + a, offset + b, left))
+                if ba[3] <= bb[1] + tol:
+                    out.append((offset + a, offset + b, above))
+                gap = max(bb[0] - ba[2], ba[0] - bb[2], bb[1] - ba[3], ba[1] - bb[3], 0.0)
+                if a < b and gap <= config.near:
+                    out.append((offset + a, offset + b, near))
+                continue
+            if oa.x + config.spatial_margin < ob.x:
+                out.append((offset + a, offset + b, left))
+            if oa.y + config.spatial_margin < ob.y:
+                out.append((offset + a, offset + b, above))
+            if a < b and abs(oa.x - ob.x) + abs(oa.y - ob.y) < 0.45:
+                out.append((offset + a, offset + b, near))
+    return out
 
 
 _TAXONOMY_CACHE: dict[str, tuple[np.ndarray, np.ndarray]] = {}

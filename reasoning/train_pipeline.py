@@ -66,7 +66,7 @@ def encode_images(root: Path, splits: tuple[str, ...], encoder: Any,
 
 
 def train_full(root: Path, kg: CompiledKG, out: Path, *, text_encoder: Any, image_encoder: Any,
-               node_cache: Any, epochs: int = 10, parser_epochs: int = 15,
+               node_cache: Any, epochs: int = 30, parser_epochs: int = 15,
                log: Callable[[str], None] = print) -> dict[str, Any]:
     """Steps 1–4 of the module docstring; returns the metrics (also saved with the model)."""
     from kgmm.pipeline import save_model
@@ -112,7 +112,8 @@ def train_full(root: Path, kg: CompiledKG, out: Path, *, text_encoder: Any, imag
     data = {}
     for split in SPLITS:
         data[split] = make_examples(load_vqa(root, split), kg, observe, text_encoder.embed,
-                                    node_cache, default_graph_config())
+                                    node_cache, default_graph_config(),
+                                    text_tokens=text_encoder.token_embeddings)
     log(f"questions prepared in {time.perf_counter() - started:.0f} s")
     kg_vocab, all_vocab = build_vocabularies(data["train"])
     names = surface_forms(data["train"])

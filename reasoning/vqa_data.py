@@ -44,6 +44,7 @@ class Example:
     answers: tuple[str, ...]
     answer_entities: tuple[int, ...]
     family: str | None
+    text_tokens: Tensor | None = None  # [T, D] real-token embeddings of the question
 
 
 def top_answer(answers: Sequence[str], fallback: str | None = None) -> str:
@@ -81,12 +82,16 @@ def make_examples(records: Iterable[Any], kg: CompiledKG,
                   image_features: Callable[[Any], tuple[Tensor, list[ObjectObservation]]],
                   text_embed: Callable[[list[str]], Tensor],
                   node_embeddings: Callable[[Any], Tensor],
-                  graph_config: GraphConfig | None, *, with_graphs: bool = True
+                  graph_config: GraphConfig | None, *, with_graphs: bool = True,
+                  text_tokens: Callable[[list[str]], list[Tensor]] | None = None,
                   ) -> list[Example]:
-    """Examples for ``records`` (``kgmm.data.VQARecord``); graphs only when ``with_graphs``."""
+    """Examples for ``records`` (``kgmm.data.VQARecord``); graphs only when ``with_graphs``;
+    question token embeddings when ``text_tokens`` is given (e.g.
+    ``TextEncoder.token_embeddings``)."""
     records = list(records)
     questions = sorted({r.question for r in records})
     text_vecs = dict(zip(questions, text_embed(questions), strict=True))
+    tokens = dict(zip(questions, text_tokens(questions), strict=True)) if text_tokens else {}
     # with a prefetching cache, graphs are built first and their node features filled in
     # after one length-sorted pass over every node they need
     deferred = _DeferredEmbeddings(node_embeddings) if hasattr(node_embeddings, "prefetch") \
@@ -112,7 +117,8 @@ def make_examples(records: Iterable[Any], kg: CompiledKG,
             answer=top_answer(record.answers, record.multiple_choice_answer),
             answers=tuple(normalize_answer(a) for a in record.answers),
             answer_entities=tuple(entities),
-            family=(record.extra or {}).get("question_family")))
+            family=(record.extra or {}).get("question_family"),
+            text_tokens=tokens.get(record.question)))
     if deferred is not None:
         deferred.fill(examples)
     return examples
@@ -143,6 +149,25 @@ class _DeferredEmbeddings:
                 graph.x[kg_rows] = self.cache(graph.kg_index[kg_rows].numpy()).to(graph.x.dtype)
 
 
+def pad_tokens(tokens: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
+    """Token embeddings ``[T_i, D]`` → padded ``[B, T_max, D]`` and mask ``[B, T_max]``."""
+    longest = max(1, max(len(t) for t in tokens))
+    dim = tokens[0].shape[-1]
+    padded = torch.zeros(len(tokens), longest, dim)
+    mask = torch.zeros(len(tokens), longest, dtype=torch.bool)
+    for row, t in enumerate(tokens):
+        padded[row, :len(t)] = t.float()
+        mask[row, :len(t)] = True
+    return padded, mask
+
+
+def forward_inputs(batch: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of :meth:`VQAModel.forward` from a collated batch."""
+    return {"image_vec": batch["image_vec"], "text_vec": batch["text_vec"],
+            "graphs": batch.get("graphs"), "text_tokens": batch.get("text_tokens"),
+            "text_mask": batch.get("text_mask")}
+
+
 def collate(examples: Sequence[Example], vocab: AnswerVocabulary,
             use_kg: bool) -> dict[str, Any]:
     """Stack a batch: inputs for :meth:`VQAModel.forward` and targets for its loss."""
@@ -150,6 +175,8 @@ def collate(examples: Sequence[Example], vocab: AnswerVocabulary,
     text_vec = torch.stack([e.text_vec for e in examples]).float()
     batch: dict[str, Any] = {"image_vec": image_vec, "text_vec": text_vec,
                              "examples": list(examples)}
+    if examples and all(e.text_tokens is not None for e in examples):
+        batch["text_tokens"], batch["text_mask"] = pad_tokens([e.text_tokens for e in examples])
     targets: dict[str, Tensor] = {
         "answer_id": torch.tensor([vocab.encode(e.answer) for e in examples])}
     if use_kg:

@@ -1,9 +1,12 @@
 """The VQA model: fusion → query, KG reasoning over the question's graph, answer heads.
 
 Inputs per question (computed by frozen encoders and cached by the caller): the question's
-sentence vector ``t [384]``, the image's pooled vector ``v [D_img]``, and the
-:class:`~.scene_graph.ReasoningGraph`. The fused query ``q = fusion(v, t)`` conditions the
-:class:`~.kg_reasoner.KGReasoner`. Three answer kinds:
+sentence vector ``t [384]``, its contextual token embeddings ``x_{1..T}`` (with
+``question_pool_heads > 0``), the image's pooled vector ``v [D_img]``, and the
+:class:`~.scene_graph.ReasoningGraph`. The fused query ``q = fusion(v, [t ; z])``, with
+``z = pool(x_{1..T})`` the :class:`~.fusion.MultiHeadTokenPool` summary of the tokens (or
+``q = fusion(v, t)`` without it), conditions the :class:`~.kg_reasoner.KGReasoner`. Three
+answer kinds:
 
 * **entity** — a KG node: ``P(v) = gate · softmax_g(ℓ)_v`` (object names, categories, parts);
 * **count** — ``n̂ = Σ_{o ∈ objects} σ(ℓ_o)``, rounded (a soft count over object nodes);
@@ -29,7 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.data import Batch, Data
 
-from .fusion import FusionConfig, FusionInputs
+from .fusion import FusionConfig, FusionInputs, MultiHeadTokenPool
 from .heads import AnswerVocabulary, VocabClassifier
 from .kg_reasoner import KGReasoner, KGReasonerConfig, make_reasoner_batch, reasoner_loss
 from .scene_graph import GraphConfig, ReasoningGraph
@@ -65,6 +68,8 @@ class VQAConfig:
     image_size: int = 224
     count_weight: float = 1.0
     yesno_weight: float = 1.0
+    #: heads of the question-token attention pooling (0: sentence vector only)
+    question_pool_heads: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -86,7 +91,11 @@ class VQAModel(nn.Module):
         self.config = config
         self.vocab = AnswerVocabulary(config.answers[1:])  # answers[0] is the unk token
         fusion_cfg = FusionConfig.from_dict(config.fusion)
-        self.fusion = fusion_cfg.build(config.image_dim, config.text_dim)
+        self.token_pool = (MultiHeadTokenPool(config.text_dim, config.question_pool_heads,
+                                              config.text_dim)
+                           if config.question_pool_heads else None)
+        text_in = config.text_dim * (2 if self.token_pool is not None else 1)
+        self.fusion = fusion_cfg.build(config.image_dim, text_in)
         self.query_dim = fusion_cfg.d_out
         if config.use_kg:
             rcfg = KGReasonerConfig.from_dict({
@@ -103,13 +112,25 @@ class VQAModel(nn.Module):
     def graph_config(self) -> GraphConfig:
         return GraphConfig.from_dict(self.config.graph)
 
-    def query(self, image_vec: Tensor, text_vec: Tensor) -> Tensor:
-        """``q = fusion(v, t)`` ``[B, Dq]``."""
+    @property
+    def uses_tokens(self) -> bool:
+        """Whether :meth:`forward` needs the question's token embeddings."""
+        return self.token_pool is not None
+
+    def query(self, image_vec: Tensor, text_vec: Tensor, text_tokens: Tensor | None = None,
+              text_mask: Tensor | None = None) -> Tensor:
+        """``q = fusion(v, [t ; pool(x)])`` (or ``fusion(v, t)``) ``[B, Dq]``."""
+        if self.token_pool is not None:
+            if text_tokens is None:
+                raise ValueError("this model pools question tokens: pass text_tokens "
+                                 "(see kgmm.reasoning.vqa_data.collate)")
+            text_vec = torch.cat([text_vec, self.token_pool(text_tokens, text_mask)], dim=-1)
         return self.fusion(FusionInputs(img_global=image_vec, txt_global=text_vec)).q
 
     def forward(self, image_vec: Tensor, text_vec: Tensor,
-                graphs: list[Data] | None = None) -> dict[str, Any]:
-        q = self.query(image_vec, text_vec)
+                graphs: list[Data] | None = None, text_tokens: Tensor | None = None,
+                text_mask: Tensor | None = None) -> dict[str, Any]:
+        q = self.query(image_vec, text_vec, text_tokens, text_mask)
         if self.reasoner is None:
             return {"vocab_logits": self.classifier(q), "query": q}
         batch = make_reasoner_batch(graphs, q)

@@ -26,7 +26,7 @@ from kgmm.data import load_vqa, vqa_accuracy
 from kgmm.graph.compiled import CompiledKG
 
 from .scene_graph import GraphConfig, ObjectObservation, relation_inverse
-from .vqa_data import Example, build_vocabularies, collate, make_examples
+from .vqa_data import Example, build_vocabularies, collate, forward_inputs, make_examples
 from .vqa_model import VQAConfig, VQAModel
 
 SCENE_FILES = {"train": "train2014", "val": "val2014", "test": "test2015"}
@@ -51,7 +51,8 @@ def oracle_observations(kg: CompiledKG, scene: dict[str, Any],
         x0, y0, x1, y1 = obj["box"]
         out.append(ObjectObservation(
             x=(x0 + x1) / 2 / width, y=(y0 + y1) / 2 / height, objectness=1.0,
-            candidates=[(index, 1.0)], embedding=node_embeddings([index])[0]))
+            candidates=[(index, 1.0)], embedding=node_embeddings([index])[0],
+            box=(x0 / width, y0 / height, x1 / width, y1 / height)))
     return out
 
 
@@ -86,7 +87,7 @@ def evaluate(model: VQAModel, examples: Sequence[Example], kg: CompiledKG,
         chunk = examples[start:start + batch_size]
         batch = batch_to(collate(chunk, model.vocab, model.config.use_kg), device)
         with torch.no_grad():
-            result = model(batch["image_vec"], batch["text_vec"], batch.get("graphs"))
+            result = model(**forward_inputs(batch))
         answers = model.decode(result, [e.graph for e in chunk], label, k=1)
         for ex, ans in zip(chunk, answers, strict=True):
             predicted = ans[0][0] if ans else ""
@@ -112,6 +113,9 @@ def batch_to(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     out = dict(batch)
     out["image_vec"] = batch["image_vec"].to(device, non_blocking=True)
     out["text_vec"] = batch["text_vec"].to(device, non_blocking=True)
+    for key in ("text_tokens", "text_mask"):
+        if batch.get(key) is not None:
+            out[key] = batch[key].to(device, non_blocking=True)
     if batch.get("graphs") is not None:
         out["graphs"] = [g.to(device, non_blocking=True) for g in batch["graphs"]]
     out["targets"] = {k: v.to(device, non_blocking=True) for k, v in batch["targets"].items()}
@@ -142,7 +146,7 @@ def train_model(model: VQAModel, train: Sequence[Example], *, epochs: int, lr: f
             batch = batch_to(collate(order[start:start + batch_size], model.vocab,
                                      model.config.use_kg), device)
             with autocast:
-                result = model(batch["image_vec"], batch["text_vec"], batch.get("graphs"))
+                result = model(**forward_inputs(batch))
             loss, terms = model.loss(result, batch["targets"])  # fp32 (BCE refuses autocast)
             optimizer.zero_grad()
             loss.backward()
@@ -158,7 +162,9 @@ def prepare(root: Path, splits: Sequence[str], kg: CompiledKG, text_embed: Calla
             node_embeddings: Callable, graph_config: GraphConfig,
             image_vectors: Callable[[Any], torch.Tensor] | None = None,
             observations: Callable[[Any, dict], list[ObjectObservation]] | None = None,
-            limit: int | None = None) -> dict[str, list[Example]]:
+            limit: int | None = None,
+            text_tokens: Callable[[list[str]], list[torch.Tensor]] | None = None,
+            ) -> dict[str, list[Example]]:
     """Examples of each split (oracle observations unless ``observations`` is given)."""
     out = {}
     for split in splits:
@@ -173,18 +179,20 @@ def prepare(root: Path, splits: Sequence[str], kg: CompiledKG, text_embed: Calla
             return vec, obs
 
         out[split] = make_examples(records, kg, features, text_embed, node_embeddings,
-                                   graph_config)
+                                   graph_config, text_tokens=text_tokens)
     return out
 
 
 def default_graph_config() -> GraphConfig:
     """How the demo and the benchmark table build reasoning graphs (with grounding)."""
-    return GraphConfig(grounding=True)
+    return GraphConfig(grounding=True, spatial="boxes", mention_order=True)
 
 
 def default_config(kg: CompiledKG, vocab_itos: list[str], *, use_kg: bool, image_dim: int,
                    conv: str = "relation_attention", layers: int = 3,
-                   graph: GraphConfig | None = None) -> VQAConfig:
+                   graph: GraphConfig | None = None, question_pool_heads: int = 4,
+                   feature_score: bool = True, node_text_dropout: float = 0.3
+                   ) -> VQAConfig:
     """The configuration the demo and the benchmark table use."""
     from .scene_graph import EXTRA_RELATIONS
 
@@ -192,9 +200,11 @@ def default_config(kg: CompiledKG, vocab_itos: list[str], *, use_kg: bool, image
         use_kg=use_kg, image_dim=image_dim, fusion={"name": "early", "d_out": 256},
         reasoner={"conv": conv, "hidden": 128, "layers": layers,
                   "num_relations": kg.num_relations + len(EXTRA_RELATIONS),
-                  "relation_inverse": relation_inverse(kg), "dropout": 0.1},
+                  "relation_inverse": relation_inverse(kg), "dropout": 0.1,
+                  "feature_score": feature_score, "node_text_dropout": node_text_dropout},
         graph=(graph or default_graph_config()).to_dict(),
-        answers=vocab_itos, kg_content_hash=kg.content_hash)
+        answers=vocab_itos, kg_content_hash=kg.content_hash,
+        question_pool_heads=question_pool_heads)
 
 
 def image_vectors(root: Path, splits: Sequence[str], encoder: Any,
@@ -214,7 +224,7 @@ def image_vectors(root: Path, splits: Sequence[str], encoder: Any,
     return vectors
 
 
-def run(root: Path, kg: CompiledKG, text_encoder: Any, node_cache: Any, *, epochs: int = 8,
+def run(root: Path, kg: CompiledKG, text_encoder: Any, node_cache: Any, *, epochs: int = 30,
         limit: int | None = None, log: Callable[[str], None] = print,
         image_encoder: Any = None) -> dict[str, Any]:
     """Train the KG model and the no-KG baseline with oracle perception; evaluate all splits.
@@ -229,7 +239,7 @@ def run(root: Path, kg: CompiledKG, text_encoder: Any, node_cache: Any, *, epoch
     log(f"image features in {time.perf_counter() - started:.0f} s")
     vec = (lambda record: pooled[record.image_id]) if pooled else None
     data = prepare(root, splits, kg, text_encoder.embed, node_cache, default_graph_config(),
-                   image_vectors=vec, limit=limit)
+                   image_vectors=vec, limit=limit, text_tokens=text_encoder.token_embeddings)
     log(f"prepared {sum(len(v) for v in data.values())} questions in "
         f"{time.perf_counter() - started:.0f} s")
     kg_vocab, all_vocab = build_vocabularies(data["train"])

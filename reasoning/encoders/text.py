@@ -271,6 +271,24 @@ class TextEncoder(FreezableEncoder):
                 self._cache.popitem(last=False)
         return torch.stack(rows)
 
+    def token_embeddings(self, texts: Sequence[str], batch_size: int = 64) -> list[Tensor]:
+        """Each text's contextual embeddings of its real tokens, ``[T_i, D]`` (no padding)."""
+        texts = list(texts) if not isinstance(texts, str) else [texts]
+        out: list[Tensor] = []
+        for start in range(0, len(texts), batch_size):
+            features = self.encode(texts[start:start + batch_size])
+            out.extend(tokens[mask].detach().float()
+                       for tokens, mask in zip(features.tokens, features.mask, strict=True))
+        return out
+
+    def question_features(self, texts: Sequence[str]) -> tuple[Tensor, list[Tensor]]:
+        """Pooled vectors ``[B, D]`` and real-token embeddings ``[T_i, D]`` in one pass."""
+        texts = list(texts) if not isinstance(texts, str) else [texts]
+        features = self.encode(texts)
+        tokens = [t[m].detach().float() for t, m in zip(features.tokens, features.mask,
+                                                         strict=True)]
+        return features.pooled.detach(), tokens
+
     def clear_cache(self) -> None:
         """Drop cached sentence vectors (call after changing weights of a frozen encoder)."""
         self._cache.clear()

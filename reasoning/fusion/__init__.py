@@ -15,6 +15,7 @@ from .early import (
 )
 from .factory import FUSION_MODULES, FusionConfig, build_fusion
 from .late import LateFusion
+from .token_pool import MultiHeadTokenPool
 
 __all__ = [
     "FUSION_MODULES",
@@ -29,6 +30,7 @@ __all__ = [
     "FusionInputs",
     "FusionOutput",
     "LateFusion",
+    "MultiHeadTokenPool",
     "build_fusion",
     "masked_mean",
     "masked_softmax",

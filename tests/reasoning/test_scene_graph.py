@@ -136,3 +136,56 @@ def test_node_embedding_cache_is_lazy_persistent_and_keyed(kg: CompiledKG, tmp_p
     assert Encoder.calls == 2  # served from disk
     other = NodeEmbeddingCache(kg, Encoder(), encoder_key="other", cache_dir=tmp_path)
     assert other.computed == 0
+
+
+def test_box_relations_follow_the_boxes_not_the_centres(kg: CompiledKG) -> None:
+    dog, apple, puppy = kg.index_of("ex:dog"), kg.index_of("ex:apple"), kg.index_of("ex:puppy")
+    observations = [
+        # a wide box: its centre is well left of the apple's, but it ends after the apple starts
+        ObjectObservation(0.25, 0.5, 0.9, [(dog, 0.9)], torch.zeros(24),
+                          box=(0.0, 0.4, 0.5, 0.6)),
+        ObjectObservation(0.55, 0.5, 0.9, [(apple, 0.9)], torch.zeros(24),
+                          box=(0.45, 0.45, 0.65, 0.55)),
+        # far right, 0.05 of the canvas after the apple ends: left of it, and next to it
+        ObjectObservation(0.8, 0.5, 0.9, [(puppy, 0.9)], torch.zeros(24),
+                          box=(0.7, 0.45, 0.9, 0.55)),
+    ]
+    R = kg.num_relations
+    names = {R + k: n for k, n in enumerate(EXTRA_RELATIONS)}
+
+    def spatial(config: GraphConfig) -> set[tuple[int, str, int]]:
+        graph = build_graph(kg, [], observations, _emb(kg), config)
+        n_kg = int((graph.kg_index >= 0).sum())
+        return {(s - n_kg, names[r], d - n_kg)
+                for (s, d), r in zip(graph.edge_index.t().tolist(), graph.edge_type.tolist(),
+                                     strict=True) if names.get(r) in ("left_of", "above",
+                                                                      "next_to")}
+
+    boxes = spatial(GraphConfig(hops=1, spatial="boxes"))
+    assert (0, "left_of", 1) not in boxes  # the boxes overlap horizontally
+    assert (1, "left_of", 2) in boxes and (0, "left_of", 2) in boxes
+    assert (1, "next_to", 2) in boxes and (0, "next_to", 1) in boxes
+    assert (0, "next_to", 2) not in boxes  # a gap of 0.2 > near = 0.1
+    assert not any(r == "above" for _, r, _ in boxes)  # they share the same rows
+    centres = spatial(GraphConfig(hops=1))
+    assert (0, "left_of", 1) in centres  # centres 0.3 apart: the old rule says left of
+    assert GraphConfig.from_dict({"hops": 1}).spatial == "centres"  # models saved before
+    with pytest.raises(ValueError, match="spatial mode"):
+        GraphConfig(spatial="polygons")
+
+
+def test_mention_order_tells_the_roles_of_two_mentions_apart(kg: CompiledKG) -> None:
+    config = GraphConfig(hops=1, mention_order=True)
+    assert config.node_extra_dim == NODE_EXTRA_DIM + 1
+    column = config.mention_order_column
+
+    def order(question: str) -> dict[str, float]:
+        graph = build_graph(kg, find_mentions(kg, question), [], _emb(kg), config)
+        return {kg.id_of(int(i)): float(graph.node_extra[k, column])
+                for k, i in enumerate(graph.kg_index.tolist()) if i >= 0
+                and graph.node_extra[k, column] > 0}
+
+    assert order("Is the dog left of the apple?") == {"ex:dog": 0.5, "ex:apple": 1.0}
+    assert order("Is the apple left of the dog?") == {"ex:apple": 0.5, "ex:dog": 1.0}
+    grounded = GraphConfig(hops=1, grounding=True, mention_order=True)
+    assert grounded.mention_order_column == NODE_EXTRA_DIM + GROUNDING_DIM

@@ -17,7 +17,13 @@ import torch
 
 from kgmm.graph.compiled import CompiledKG
 from kgmm.reasoning.scene_graph import GraphConfig, ObjectObservation, relation_inverse
-from kgmm.reasoning.vqa_data import Example, build_vocabularies, collate, make_examples
+from kgmm.reasoning.vqa_data import (
+    Example,
+    build_vocabularies,
+    collate,
+    forward_inputs,
+    make_examples,
+)
 from kgmm.reasoning.vqa_model import VQAConfig, VQAModel
 
 from ..graph.toy_kg import toy_graph
@@ -99,7 +105,23 @@ def setting():
         return make_examples(records, kg, image_features, text_embed, node_embeddings,
                              GraphConfig(hops=1, fanout=8))
 
-    return kg, examples(_records(kg, 240, 0)), examples(_records(kg, 120, 1))
+    def word_tokens(texts):  # one fixed random vector per word, as a token encoder gives
+        out = []
+        for text in texts:
+            rows = []
+            for word in text.lower().rstrip("?").split():
+                g = torch.Generator().manual_seed(zlib.crc32(word.encode()) % (2**31))
+                rows.append(torch.randn(32, generator=g))
+            out.append(torch.stack(rows))
+        return out
+
+    def tokens_only(records):  # the sentence vector is the same for every question
+        return make_examples(records, kg, image_features, lambda t: torch.zeros(len(t), 32),
+                             node_embeddings, GraphConfig(hops=1, fanout=8),
+                             text_tokens=word_tokens)
+
+    return (kg, examples(_records(kg, 240, 0)), examples(_records(kg, 120, 1)),
+            (tokens_only(_records(kg, 240, 0)), tokens_only(_records(kg, 120, 1))))
 
 
 def _train(model: VQAModel, train: list[Example], steps: int, use_kg: bool) -> None:
@@ -108,7 +130,7 @@ def _train(model: VQAModel, train: list[Example], steps: int, use_kg: bool) -> N
     model.train()
     for _ in range(steps):
         batch = collate(rng.sample(train, 24), model.vocab, use_kg)
-        result = model(batch["image_vec"], batch["text_vec"], batch.get("graphs"))
+        result = model(**forward_inputs(batch))
         loss, _ = model.loss(result, batch["targets"])
         optimizer.zero_grad()
         loss.backward()
@@ -119,13 +141,13 @@ def _accuracy(model: VQAModel, kg: CompiledKG, test: list[Example], use_kg: bool
     model.eval()
     batch = collate(test, model.vocab, use_kg)
     with torch.no_grad():
-        result = model(batch["image_vec"], batch["text_vec"], batch.get("graphs"))
+        result = model(**forward_inputs(batch))
     answers = model.decode(result, [e.graph for e in test], kg.label, k=1)
     return float(np.mean([a[0][0] == e.answer for a, e in zip(answers, test, strict=True)]))
 
 
-def _config(kg: CompiledKG, vocab, use_kg: bool) -> VQAConfig:
-    return VQAConfig(
+def _config(kg: CompiledKG, vocab, use_kg: bool, heads: int = 0) -> VQAConfig:
+    return VQAConfig(question_pool_heads=heads,
         use_kg=use_kg, text_dim=32, image_dim=8, fusion={"name": "early", "d_out": 32},
         reasoner={"conv": "relation_attention", "hidden": 32, "layers": 2,
                   "num_relations": kg.num_relations + 5,
@@ -134,7 +156,7 @@ def _config(kg: CompiledKG, vocab, use_kg: bool) -> VQAConfig:
 
 
 def test_kg_model_learns_categories_counts_and_existence(setting, tmp_path) -> None:
-    kg, train, test = setting
+    kg, train, test, _ = setting
     torch.manual_seed(0)
     kg_vocab, _ = build_vocabularies(train)
     model = VQAModel(_config(kg, kg_vocab, True))
@@ -147,8 +169,30 @@ def test_kg_model_learns_categories_counts_and_existence(setting, tmp_path) -> N
     assert _accuracy(again, kg, test, True) == pytest.approx(after)
 
 
+def test_question_token_pooling_reads_what_the_sentence_vector_lost(setting, tmp_path) -> None:
+    """Every question gets the same sentence vector; only the token embeddings say what is
+    asked. The model with token pooling learns the task, the sentence-only one cannot."""
+    kg, _, _, (train, test) = setting
+    assert train[0].text_tokens.shape[-1] == 32
+    kg_vocab, _ = build_vocabularies(train)
+    scores = {}
+    for heads in (0, 2):
+        torch.manual_seed(0)
+        model = VQAModel(_config(kg, kg_vocab, True, heads=heads))
+        assert model.uses_tokens == bool(heads)
+        _train(model, train, 150, True)
+        scores[heads] = _accuracy(model, kg, test, True)
+    assert scores[2] > 0.7 and scores[2] > scores[0] + 0.2, scores
+    model.save_pretrained(tmp_path / "tokens")
+    again = VQAModel.from_pretrained(tmp_path / "tokens")
+    assert _accuracy(again, kg, test, True) == pytest.approx(scores[2])
+    batch = collate(test[:4], model.vocab, True)
+    with pytest.raises(ValueError, match="text_tokens"):
+        again(batch["image_vec"], batch["text_vec"], batch["graphs"])
+
+
 def test_baseline_trains_through_the_same_path(setting) -> None:
-    kg, train, test = setting
+    kg, train, test, _ = setting
     torch.manual_seed(0)
     _, all_vocab = build_vocabularies(train)
     model = VQAModel(_config(kg, all_vocab, False))
