@@ -143,6 +143,7 @@ class TextEncoder(FreezableEncoder):
         model_type = getattr(getattr(model, "config", None), "model_type", "")
         self.pooling = config.pooling or ("pooler" if model_type in _CLIP_TYPES else "mean")
         self._cache: OrderedDict[str, Tensor] = OrderedDict()
+        self._token_cache: OrderedDict[str, Tensor] = OrderedDict()
         self.set_frozen(config.frozen)
 
     # -- construction ------------------------------------------------------------------------
@@ -282,20 +283,48 @@ class TextEncoder(FreezableEncoder):
         return out
 
     def question_features(self, texts: Sequence[str]) -> tuple[Tensor, list[Tensor]]:
-        """Pooled vectors ``[B, D]`` and real-token embeddings ``[T_i, D]`` in one pass."""
+        """Pooled vectors ``[B, D]`` and real-token embeddings ``[T_i, D]``, one encoder pass
+        for the texts not in the LRU cache (shared with :meth:`embed` for the pooled side)."""
         texts = list(texts) if not isinstance(texts, str) else [texts]
-        features = self.encode(texts)
-        tokens = [t[m].detach().float() for t, m in zip(features.tokens, features.mask,
-                                                         strict=True)]
-        return features.pooled.detach(), tokens
+        use_cache = self._frozen and self.config.cache_size > 0
+        missing = [t for t in dict.fromkeys(texts)
+                   if not (use_cache and t in self._cache and t in self._token_cache)]
+        fresh: dict[str, tuple[Tensor, Tensor]] = {}
+        if missing:
+            features = self.encode(missing)
+            for text, pooled, tokens, mask in zip(missing, features.pooled, features.tokens,
+                                                   features.mask, strict=True):
+                fresh[text] = (pooled.detach(), tokens[mask].detach().float())
+        pooled_rows, token_rows = [], []
+        for t in texts:
+            if t in fresh:
+                pooled, tokens = fresh[t]
+            else:
+                self._cache.move_to_end(t)
+                self._token_cache.move_to_end(t)
+                pooled, tokens = self._cache[t], self._token_cache[t]
+            pooled_rows.append(pooled)
+            token_rows.append(tokens)
+        if use_cache:
+            for t, (pooled, tokens) in fresh.items():
+                self._cache[t], self._token_cache[t] = pooled, tokens
+                self._cache.move_to_end(t)
+            for cache in (self._cache, self._token_cache):
+                while len(cache) > self.config.cache_size:
+                    cache.popitem(last=False)
+        if not texts:
+            return torch.zeros(0, self.dim, device=self.device), []
+        return torch.stack(pooled_rows), token_rows
 
     def clear_cache(self) -> None:
         """Drop cached sentence vectors (call after changing weights of a frozen encoder)."""
         self._cache.clear()
+        self._token_cache.clear()
 
     def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> Self:
         # .to(device)/.half() etc. invalidate cached vectors
         self._cache = OrderedDict()
+        self._token_cache = OrderedDict()
         return super()._apply(fn, *args, **kwargs)
 
 

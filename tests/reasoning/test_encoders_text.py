@@ -128,6 +128,23 @@ def test_embed_cache(minilm: TextEncoder) -> None:
     assert torch.equal(again[0], vecs[1])
 
 
+def test_question_features_are_the_encoder_tokens_and_pooled_vector(minilm: TextEncoder) -> None:
+    minilm.clear_cache()
+    texts = ["Is the dog left of the cat?", "What is the rightmost object?"]
+    pooled, tokens = minilm.question_features([texts[0], texts[1], texts[0]])
+    features = minilm.encode(texts)
+    assert torch.allclose(pooled[:2], features.pooled, atol=1e-5)
+    assert torch.equal(pooled[0], pooled[2])
+    for row in range(len(texts)):
+        real = features.tokens[row][features.mask[row]]
+        assert tokens[row].shape == real.shape  # real tokens only, no padding
+        assert torch.allclose(tokens[row], real, atol=1e-5)
+    assert [t.shape for t in minilm.token_embeddings(texts)] == [t.shape for t in tokens[:2]]
+    assert len(minilm._token_cache) == 2
+    again, again_tokens = minilm.question_features([texts[1]])  # served from the cache
+    assert torch.equal(again[0], pooled[1]) and again_tokens[0] is tokens[1]
+
+
 def test_cache_is_bounded_and_only_when_frozen(tiny_bert_dir: Path) -> None:
     enc = build_text_encoder(str(tiny_bert_dir), cache_size=2)
     enc.embed(["a", "b", "c", "d"])
