@@ -170,15 +170,23 @@ class _Timeout(Exception):
     pass
 
 
+#: Top-level modules whose code a timeout may interrupt (see :func:`_run_with_timeout`).
+_ENGINE_MODULES = frozenset({"grandcypher", "networkx", "lark"})
+
+
 def _run_with_timeout(fn: Any, timeout_s: float) -> Any:
     """Run ``fn()``; stop it after ``timeout_s`` (SIGALRM in the main thread, else a waiter).
 
-    The alarm re-fires every 50 ms after the deadline: an exception raised while Python runs a
-    gc callback or a finaliser is swallowed there, so one signal alone may be lost.
+    The alarm re-fires every 50 ms after the deadline, and the handler raises only when it
+    interrupts the query engine's own code (grand-cypher, networkx, lark): raised inside a gc
+    callback, a finaliser or an exception hook, the exception would be swallowed there (or
+    break the hook) instead of stopping the query; the next tick lands in the engine.
     """
     if threading.current_thread() is threading.main_thread():
         def on_alarm(signum: int, frame: Any) -> None:
-            raise _Timeout
+            module = frame.f_globals.get("__name__", "") if frame is not None else ""
+            if module.partition(".")[0] in _ENGINE_MODULES:
+                raise _Timeout
 
         previous = signal.signal(signal.SIGALRM, on_alarm)
         signal.setitimer(signal.ITIMER_REAL, timeout_s, 0.05)
