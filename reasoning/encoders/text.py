@@ -273,13 +273,12 @@ class TextEncoder(FreezableEncoder):
         return torch.stack(rows)
 
     def token_embeddings(self, texts: Sequence[str], batch_size: int = 64) -> list[Tensor]:
-        """Each text's contextual embeddings of its real tokens, ``[T_i, D]`` (no padding)."""
+        """Each text's contextual embeddings of its real tokens, ``[T_i, D]`` (no padding),
+        encoded ``batch_size`` texts at a time (:meth:`question_features`)."""
         texts = list(texts) if not isinstance(texts, str) else [texts]
         out: list[Tensor] = []
         for start in range(0, len(texts), batch_size):
-            features = self.encode(texts[start:start + batch_size])
-            out.extend(tokens[mask].detach().float()
-                       for tokens, mask in zip(features.tokens, features.mask, strict=True))
+            out.extend(self.question_features(texts[start:start + batch_size])[1])
         return out
 
     def question_features(self, texts: Sequence[str]) -> tuple[Tensor, list[Tensor]]:
