@@ -78,12 +78,13 @@ def _seeds(data: Any) -> list[int]:
     return [int(i) for i in torch.nonzero(mask.reshape(-1)).reshape(-1)]
 
 
-def _arcs(data: Any, scores: Tensor, keep: np.ndarray | None = None
+def _arcs(data: Any, scores: Tensor, keep: np.ndarray | None = None,
+          arrays: tuple[np.ndarray, ...] | None = None
           ) -> list[tuple[int, int, int, bool, float]]:
     """``(u, v, stored edge, reversed, score)`` for every walkable direction of every edge
     (only those where ``keep`` is True, when given: one flag per direction, ``[E]`` or
     ``[2E]`` like ``scores``)."""
-    src, dst, edge, rev = _arc_arrays(data, scores)
+    src, dst, edge, rev = arrays if arrays is not None else _arc_arrays(data, scores)
     values = scores.detach().double().clamp(MIN_SCORE, 1.0).numpy()
     rows = np.flatnonzero(keep) if keep is not None else np.arange(len(src))
     return list(zip(src[rows].tolist(), dst[rows].tolist(), edge[rows].tolist(),
@@ -106,14 +107,13 @@ def _arc_arrays(data: Any, scores: Tensor) -> tuple[np.ndarray, ...]:
             np.concatenate([np.zeros(n_edges, dtype=bool), np.ones(n_edges, dtype=bool)]))
 
 
-def _on_some_path(data: Any, layers: Sequence[Tensor], seeds: list[int],
+def _on_some_path(data: Any, arcs: Sequence[tuple[np.ndarray, ...]], seeds: list[int],
                   answer: int) -> list[np.ndarray]:
     """Per layer ``t``, which arcs ``(u, t−1) → (v, t)`` lie on some walk from a seed at step
     0 to the answer at any step: ``u`` reachable from the seeds in ``t − 1`` steps and the
     answer reachable from ``v`` in the remaining ones. Pruning the others leaves every path
     (and so the result) unchanged and shrinks the graph Yen's algorithm searches."""
     n = int(data.num_nodes)
-    arcs = [_arc_arrays(data, scores.reshape(-1)) for scores in layers]
     forward = [np.zeros(n, dtype=bool)]
     forward[0][seeds] = True
     for src, dst, _, _ in arcs:
@@ -185,10 +185,12 @@ def extract_evidence(data: Any, edge_scores: Sequence[Tensor], node_scores: Tens
     else:
         steps = min(max_len, len(edge_scores))
         layers = [s.detach().reshape(-1) for s in edge_scores[:steps]]
-        keep = (_on_some_path(data, layers, seeds, answer_node) if prune
+        arrays = [_arc_arrays(data, scores) for scores in layers]
+        keep = (_on_some_path(data, arrays, seeds, answer_node) if prune
                 else [None] * steps)
         for t in range(1, steps + 1):
-            for (u, v), arc in _best_arcs(_arcs(data, layers[t - 1], keep[t - 1])).items():
+            arcs = _arcs(data, layers[t - 1], keep[t - 1], arrays[t - 1])
+            for (u, v), arc in _best_arcs(arcs).items():
                 graph.add_edge((u, t - 1), (v, t), weight=-math.log(arc[4]), arc=arc)
         for s in seeds:
             graph.add_edge(source, (s, 0), weight=0.0, arc=None)

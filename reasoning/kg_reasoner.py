@@ -282,7 +282,6 @@ class KGReasoner(nn.Module):
             parts.append(extra.to(x.dtype))
         parts.append(seed.unsqueeze(-1))
         h = self.dropout(F.relu(self.input(torch.cat(parts, dim=-1))))
-        own_features = torch.cat(parts[1:], dim=-1)  # [node_extra ; seed]
         q = self.query(query)
         edge_index, edge_type = batch.edge_index, batch.edge_type
         if c.add_reverse:
@@ -312,6 +311,7 @@ class KGReasoner(nn.Module):
         if self.p_scale is not None:
             node_logits = node_logits + self.p_scale * torch.log(p_final + ACTIVATION_EPS)
         if self.feature_score is not None:
+            own_features = torch.cat(parts[1:], dim=-1)  # [node_extra ; seed]
             node_logits = node_logits + (self.feature_score(q)[b] * own_features).sum(-1)
         pi = segment_softmax(node_logits, b, num_nodes=n_graphs)
         counts = torch.bincount(b, minlength=n_graphs).clamp(min=1).to(h.dtype)
