@@ -17,9 +17,12 @@ reported is that product. How per-layer scores combine is ``mode``:
 Edge scores may have ``E`` entries (edges walkable in their stored direction only, as
 messages flowed) or ``2E`` (entry ``E + e`` is edge ``e`` walked backwards, as
 :func:`~kgmm.reasoning.gnn.add_reverse_edges` lays them out). Between the same two nodes only
-the best-scoring edge is kept, and the ``k`` best simple paths come from networkx's
-``shortest_simple_paths`` (Yen's algorithm) from a virtual source joined to every seed
-(``seed_mask``, else ``seed_score > 0``). Everything is deterministic: ties follow edge order.
+the best-scoring edge is kept. Paths start at a seed (``seed_mask``, else ``seed_score > 0``)
+and never visit a node twice. ``"aligned"`` finds the ``k`` best by a best-first search with
+an exact heuristic on the layered graph, pruned to the arcs on some seed → answer walk
+(:func:`_layered_best_paths`; ``prune=False`` runs the reference instead: networkx's
+``shortest_simple_paths``, Yen's algorithm, on the whole layered graph); ``"max"`` uses Yen's
+algorithm. Everything is deterministic: ties follow edge order.
 """
 
 from __future__ import annotations
@@ -171,6 +174,16 @@ def extract_evidence(data: Any, edge_scores: Sequence[Tensor], node_scores: Tens
     edge_type = getattr(data, "edge_type", None)
     rel = (edge_type.tolist() if edge_type is not None
            else [0] * data.edge_index.size(1))
+    if mode == "aligned" and prune:
+        steps = min(max_len, len(edge_scores))
+        layers = [s.detach().reshape(-1) for s in edge_scores[:steps]]
+        arrays = [_arc_arrays(data, scores) for scores in layers]
+        keep = _on_some_path(data, arrays, seeds, answer_node)
+        layer_arcs = [list(_best_arcs(_arcs(data, layers[t], keep[t], arrays[t])).values())
+                      for t in range(steps)]
+        paths = [_evidence_path(hops, rel, nodes) for nodes, hops in
+                 _layered_best_paths(layer_arcs, seeds, answer_node, k_paths)]
+        return Evidence(answer_node=answer_node, top_nodes=best_nodes, paths=paths)
     graph = nx.DiGraph()
     source, target = ("source",), ("target",)
     if mode == "max":
@@ -185,11 +198,8 @@ def extract_evidence(data: Any, edge_scores: Sequence[Tensor], node_scores: Tens
     else:
         steps = min(max_len, len(edge_scores))
         layers = [s.detach().reshape(-1) for s in edge_scores[:steps]]
-        arrays = [_arc_arrays(data, scores) for scores in layers]
-        keep = (_on_some_path(data, arrays, seeds, answer_node) if prune
-                else [None] * steps)
         for t in range(1, steps + 1):
-            arcs = _arcs(data, layers[t - 1], keep[t - 1], arrays[t - 1])
+            arcs = _arcs(data, layers[t - 1])
             for (u, v), arc in _best_arcs(arcs).items():
                 graph.add_edge((u, t - 1), (v, t), weight=-math.log(arc[4]), arc=arc)
         for s in seeds:
@@ -207,13 +217,82 @@ def extract_evidence(data: Any, edge_scores: Sequence[Tensor], node_scores: Tens
             nodes = [v if mode == "max" else v[0] for v in path[1:-1]]  # (node, step) states
             if len(hops) > max_len or len(set(nodes)) != len(nodes):
                 continue
-            score = math.prod(arc[4] for arc in hops)
-            paths.append(EvidencePath(nodes=nodes, edges=[arc[2] for arc in hops],
-                                      relations=[int(rel[arc[2]]) for arc in hops],
-                                      reversed=[arc[3] for arc in hops], score=score))
+            paths.append(_evidence_path(hops, rel, nodes))
             if len(paths) == k_paths:
                 break
     return Evidence(answer_node=answer_node, top_nodes=best_nodes, paths=paths)
+
+
+def _evidence_path(hops: list[Any], rel: list[int], nodes: list[int]) -> EvidencePath:
+    """An :class:`EvidencePath` from its nodes and arcs ``(u, v, edge, reversed, score)``."""
+    return EvidencePath(nodes=nodes, edges=[arc[2] for arc in hops],
+                        relations=[int(rel[arc[2]]) for arc in hops],
+                        reversed=[arc[3] for arc in hops],
+                        score=math.prod(arc[4] for arc in hops))
+
+
+def _layered_best_paths(layer_arcs: list[list[Any]], seeds: list[int], answer: int, k: int,
+                        max_pops: int = 20_000) -> list[tuple[list[int], list[Any]]]:
+    r"""The ``k`` most probable seed → answer walks of the layered graph (step ``t`` uses
+    ``layer_arcs[t]``) that visit no node twice, best first.
+
+    Best-first search with an exact heuristic: :math:`h(v, t)` is the smallest
+    :math:`\sum -\log s` from state ``(v, t)`` to the answer at any later step (a backward
+    pass over the layers; the layered graph is acyclic), so the partial walk with the smallest
+    :math:`g + h` always extends towards the best completion and complete walks leave the
+    queue in order of decreasing score. Walks that revisit a node are dropped as they form.
+    Same paths as Yen's algorithm on the layered graph followed by that filter (the
+    ``prune=False`` reference); ties follow arc order. Returns ``(nodes, arcs)`` per walk; a
+    seed that is the answer gives the zero-hop walk ``([seed], [])``.
+    """
+    import heapq
+
+    steps = len(layer_arcs)
+    out_arcs: list[dict[int, list[tuple[float, Any]]]] = []
+    for arcs in layer_arcs:
+        table: dict[int, list[tuple[float, Any]]] = {}
+        for arc in arcs:
+            table.setdefault(arc[0], []).append((-math.log(arc[4]), arc))
+        out_arcs.append(table)
+    # h[t][v]: shortest distance from (v, t) to any (answer, t' ≥ t); absent = unreachable
+    h: list[dict[int, float]] = [{} for _ in range(steps + 1)]
+    h[steps][answer] = 0.0
+    for t in range(steps - 1, -1, -1):
+        best = {answer: 0.0}
+        for u, arcs in out_arcs[t].items():
+            for w, arc in arcs:
+                rest = h[t + 1].get(arc[1])
+                if rest is not None and w + rest < best.get(u, math.inf):
+                    best[u] = w + rest
+        h[t] = best
+    order = itertools.count()
+    queue: list[tuple[float, int, bool, float, int, tuple[Any, ...], frozenset[int]]] = []
+    for seed in dict.fromkeys(seeds):
+        if seed in h[0]:
+            heapq.heappush(queue, (h[0][seed], next(order), False, 0.0, seed, (),
+                                   frozenset((seed,))))
+    found: list[tuple[list[int], list[Any]]] = []
+    pops = 0
+    while queue and len(found) < k and pops < max_pops:
+        _, _, complete, g, node, hops, visited = heapq.heappop(queue)
+        pops += 1
+        if complete:
+            found.append(([hops[0][0], *(arc[1] for arc in hops)] if hops else [node],
+                          list(hops)))
+            continue
+        t = len(hops)
+        if node == answer:
+            heapq.heappush(queue, (g, next(order), True, g, node, hops, visited))
+        if t == steps:
+            continue
+        for w, arc in out_arcs[t].get(node, ()):
+            nxt = arc[1]
+            rest = h[t + 1].get(nxt)
+            if rest is None or nxt in visited:
+                continue
+            heapq.heappush(queue, (g + w + rest, next(order), False, g + w, nxt, hops + (arc,),
+                                   visited | {nxt}))
+    return found
 
 
 def graph_slice(output: ReasonerOutput, batch: Any, graph: int) -> tuple[Any, list[Tensor],

@@ -23,7 +23,9 @@ any other string
 
 Options (``ImageEncoderConfig`` fields): ``image_size``, ``crop_pct``, ``mean``, ``std``,
 ``frozen`` (default True for pretrained towers, False for ``small_cnn`` and random ResNet),
-``dim`` (small_cnn), ``weights_path``, ``local_files_only``.
+``dim`` (small_cnn), ``weights_path``, ``local_files_only``, ``inference_dtype`` (frozen
+EfficientNet-Lite0 at inference: ``"auto"`` — bf16 where the CPU or GPU computes it natively,
+see :mod:`.precision` —, ``"float32"`` or ``"bfloat16"``).
 
 ``save_pretrained(dir)`` writes ``kgmm_encoder.json`` and safetensors weights; loading that
 directory never touches the packaged weights or a hub.
@@ -40,6 +42,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
+import torch
 from torch import Tensor, nn
 
 from .base import (
@@ -53,6 +56,7 @@ from .base import (
     save_state_file,
     write_config,
 )
+from .precision import INFERENCE_DTYPES, resolve_inference_dtype
 from .preprocess import (
     CLIP_MEAN,
     CLIP_STD,
@@ -97,6 +101,13 @@ class ImageEncoderConfig:
     frozen: bool | None = None
     dim: int | None = None
     local_files_only: bool | None = None
+    #: frozen EfficientNet inference: "auto" (bf16 where native), "float32" or "bfloat16"
+    inference_dtype: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.inference_dtype not in (None, *INFERENCE_DTYPES):
+            raise ValueError(f"inference_dtype must be one of {INFERENCE_DTYPES}, "
+                             f"got {self.inference_dtype!r}")
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -258,29 +269,36 @@ class EfficientNetLiteEncoder(ImageEncoder):
         return self.net
 
     def forward(self, pixel_values: Tensor) -> ImageFeatures:
-        net = self._inference_net(pixel_values) if self._frozen and not self.training \
-            else self.net
-        feats = _grid_features(net.extract_features(pixel_values), None)
-        feats.logits = net._fc(net._dropout(feats.pooled))
+        if not (self._frozen and not self.training):
+            feats = _grid_features(self.net.extract_features(pixel_values), None)
+            feats.logits = self.net._fc(self.net._dropout(feats.pooled))
+            return feats
+        dtype = resolve_inference_dtype(self.config.inference_dtype, pixel_values.device)
+        net = self._inference_net(pixel_values.device, dtype)
+        x = pixel_values.to(dtype).contiguous(memory_format=torch.channels_last)
+        grid = net.extract_features(x)
+        feats = _grid_features(grid.float(), None)
+        feats.logits = net._fc(grid.mean(dim=(2, 3))).float()
         return feats
 
-    def _inference_net(self, pixel_values: Tensor) -> nn.Module:
+    def _inference_net(self, device: torch.device, dtype: torch.dtype) -> nn.Module:
         """The frozen network with batch norms folded into the convolutions (see
-        :mod:`.conv_bn_fusion`), built on first use and rebuilt when the weights or the
-        device change; not a submodule, so checkpoints keep the original layout."""
+        :mod:`.conv_bn_fusion`) in channels-last memory format (oneDNN's fast layout) and
+        ``dtype``, built on first use and rebuilt when the weights, the device or the dtype
+        change; not a submodule, so checkpoints keep the original layout."""
         from .conv_bn_fusion import fused_efficientnet
 
-        key = (pixel_values.device, pixel_values.dtype, self._weights_version)
+        key = (device, dtype, self._weights_version)
         cached = self.__dict__.get("_fused")
         if cached is None or cached[0] != key:
-            fused = fused_efficientnet(self.net).to(device=pixel_values.device,
-                                                    dtype=pixel_values.dtype)
+            fused = fused_efficientnet(self.net).to(device=device, dtype=dtype,
+                                                    memory_format=torch.channels_last)
             self.__dict__["_fused"] = cached = (key, fused)
         return cached[1]
 
     @property
     def _weights_version(self) -> int:
-        return sum(int(t._version) for t in self.net.state_dict().values())
+        return sum(int(t._version) for t in (*self.net.parameters(), *self.net.buffers()))
 
     def load_backbone_state(self, state: dict[str, Tensor]) -> None:
         super().load_backbone_state(state)

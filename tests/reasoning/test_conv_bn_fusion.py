@@ -39,7 +39,7 @@ def test_fused_conv_matches_same_padded_conv_then_bn() -> None:
 
 
 def test_frozen_encoder_uses_the_fused_copy_and_agrees_with_the_original() -> None:
-    encoder = build_image_encoder("efficientnet-lite0", image_size=96)
+    encoder = build_image_encoder("efficientnet-lite0", image_size=96, inference_dtype="float32")
     x = torch.randn(2, 3, 96, 96)
     with torch.no_grad():
         reference = encoder.net.extract_features(x)
@@ -48,3 +48,19 @@ def test_frozen_encoder_uses_the_fused_copy_and_agrees_with_the_original() -> No
     torch.testing.assert_close(grid, reference, atol=2e-4, rtol=1e-3)
     assert "_fused" in encoder.__dict__
     assert not any(k.startswith("_fused") for k in encoder.state_dict())  # layout unchanged
+
+
+def test_bf16_inference_stays_close_to_float32_and_returns_float32() -> None:
+    encoder = build_image_encoder("efficientnet-lite0", image_size=128, inference_dtype="float32")
+    x = torch.rand(2, 3, 128, 128) * 2 - 1
+    with torch.no_grad():
+        reference = encoder.encode(x)
+        encoder.config.inference_dtype = "bfloat16"
+        features = encoder.encode(x)
+    assert features.pooled.dtype == torch.float32 and features.logits.dtype == torch.float32
+    assert encoder.__dict__["_fused"][0][1] == torch.bfloat16  # rebuilt for the new dtype
+    error = (features.pooled - reference.pooled).norm() / reference.pooled.norm()
+    assert 0 < error < 0.06
+    cosine = torch.nn.functional.cosine_similarity(features.pooled, reference.pooled)
+    assert (cosine > 0.995).all()
+    assert torch.equal(features.logits.argmax(-1), reference.logits.argmax(-1))
