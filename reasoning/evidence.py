@@ -290,7 +290,7 @@ def _layered_best_paths(layer_arcs: list[list[Any]], seeds: list[int], answer: i
             rest = h[t + 1].get(nxt)
             if rest is None or nxt in visited:
                 continue
-            heapq.heappush(queue, (g + w + rest, next(order), False, g + w, nxt, hops + (arc,),
+            heapq.heappush(queue, (g + w + rest, next(order), False, g + w, nxt, (*hops, arc),
                                    visited | {nxt}))
     return found
 
