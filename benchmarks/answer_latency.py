@@ -1,6 +1,7 @@
 """``kgmm.answer`` latency and ``answer_batch`` throughput on CPU, with the full WordNet KG.
 
     python benchmarks/answer_latency.py --model DIR --data BENCH [--split test] [--threads 2]
+        [--image-dtype auto|float32|bfloat16]
 
 Three measurements on the questions of one split (model loaded and warmed up first):
 
@@ -35,6 +36,8 @@ def main() -> None:
     parser.add_argument("--split", default="test")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--image-dtype", default="auto",
+                        help="image tower precision: auto (bf16 where native), float32, bfloat16")
     parser.add_argument("--questions", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--json", type=Path, default=None)
@@ -44,6 +47,7 @@ def main() -> None:
 
     from kgmm.data import load_vqa
     from kgmm.pipeline import KGMM
+    from kgmm.reasoning.encoders.precision import cpu_has_native_bf16
 
     torch.set_num_threads(args.threads)
     records = [r for r in load_vqa(args.data, args.split) if r.image_path is not None]
@@ -52,12 +56,17 @@ def main() -> None:
         by_image.setdefault(record.image_id, []).append(record)
     firsts = [group[0] for group in by_image.values()]
     model = KGMM.load(args.model, data_dir=args.data_dir)
+    encoder = model.parts.image_encoder
+    if hasattr(encoder.config, "inference_dtype"):
+        encoder.config.inference_dtype = args.image_dtype
     # warm-up: lazy caches (taxonomy, fused image net, and the node text embeddings of every
     # KG node these questions touch, which a deployed model has computed long before)
     limit = 4 * args.batch_size * 4
     warm = [(r.image_path, r.question) for r in records[:max(limit, args.questions * 6)]]
     for start in range(0, len(warm), args.batch_size):
         model.answer_batch(warm[start:start + args.batch_size])
+    for image, question in warm[:20]:  # and the evidence search, which answer_batch skips
+        model.answer(image, question)
 
     def fresh_cache() -> None:
         model._features = type(model._features)(256)
@@ -96,6 +105,7 @@ def main() -> None:
     }
     result = {"machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
               "threads": args.threads, "model": str(args.model),
+              "image_dtype": args.image_dtype, "cpu_native_bf16": cpu_has_native_bf16(),
               "kg_nodes": model.parts.kg.num_nodes}
     print(f"{'measurement':24s} {'n':>5s} {'p50 ms':>8s} {'p99 ms':>8s} {'mean ms':>8s}")
     for name, values in rows.items():

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -346,20 +347,22 @@ def answer_command(
 
 
 def _print_answer(result: Any) -> None:
-    """An answer, its alternatives, linked entities and evidence paths, as rich text."""
-    console.print(f"[bold]{result.text}[/bold]  (score {result.score:.2f}"
-                  + (f", {result.entity_id}" if result.entity_id else "") + ")")
+    """An answer, its alternatives, linked entities and evidence paths, as rich text (the
+    texts escaped: ``-[depicts]->`` and labels with brackets are not rich markup)."""
+    console.print(f"[bold]{escape(result.text)}[/bold]  (score {result.score:.2f}"
+                  + (f", {escape(result.entity_id)}" if result.entity_id else "") + ")")
     for alt in result.alternatives:
-        console.print(f"  or {alt.text} ({alt.score:.2f})")
+        console.print(f"  or {escape(alt.text)} ({alt.score:.2f})")
     if result.evidence is not None:
         ev = result.evidence
         table = Table("linked entity", "label", "from", "where", "score",
                       title=f"evidence: {ev.subgraph_nodes} nodes, {ev.subgraph_edges} edges")
         for e in ev.linked_entities:
-            table.add_row(e.entity_id, e.label, e.source, e.span or "", f"{e.score:.2f}")
+            table.add_row(escape(e.entity_id), escape(e.label), e.source, escape(e.span or ""),
+                          f"{e.score:.2f}")
         console.print(table)
         for path in ev.paths:
-            console.print(f"  path ({path.score:.2f}): {path}")
+            console.print(f"  path (score {path.score:.3g}): {escape(str(path))}")
 
 
 # -- demo ----------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ compiled KG it was trained with (``kg/``). Nothing in it is pickled.
 
 from __future__ import annotations
 
+import atexit
 import gc
 import hashlib
 import json
@@ -272,8 +273,7 @@ class KGMM:
         parts = PipelineParts(kg, text, image, parser, entities, vqa, cache, manifest)
         model = cls(parts, path)
         if freeze_gc:
-            gc.collect()
-            gc.freeze()
+            _freeze_gc()
         return model
 
     # -- answering ---------------------------------------------------------------------
@@ -436,6 +436,18 @@ class KGMM:
                         paths=paths)
 
 
+def _freeze_gc() -> None:
+    """``gc.freeze()`` the objects alive now, and unfreeze them when the interpreter exits
+    (frozen objects are never finalised: extension modules would report them as leaks)."""
+    global _UNFREEZE_REGISTERED
+    gc.collect()
+    gc.freeze()
+    if not _UNFREEZE_REGISTERED:
+        atexit.register(gc.unfreeze)
+        _UNFREEZE_REGISTERED = True
+
+
+_UNFREEZE_REGISTERED = False
 _LOADED: dict[str, KGMM] = {}
 _LOAD_LOCK = threading.Lock()
 

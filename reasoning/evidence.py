@@ -160,8 +160,6 @@ def extract_evidence(data: Any, edge_scores: Sequence[Tensor], node_scores: Tens
         prune: ``"aligned"``: search only the arcs that lie on some seed → answer walk
             (same result; ``False`` searches every arc).
     """
-    import networkx as nx
-
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if not edge_scores:
@@ -184,6 +182,8 @@ def extract_evidence(data: Any, edge_scores: Sequence[Tensor], node_scores: Tens
         paths = [_evidence_path(hops, rel, nodes) for nodes, hops in
                  _layered_best_paths(layer_arcs, seeds, answer_node, k_paths)]
         return Evidence(answer_node=answer_node, top_nodes=best_nodes, paths=paths)
+    import networkx as nx
+
     graph = nx.DiGraph()
     source, target = ("source",), ("target",)
     if mode == "max":

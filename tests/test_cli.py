@@ -72,3 +72,32 @@ def test_export_round_trips_through_import(home: Path, tmp_path: Path) -> None:
     assert sorted(first.entities, key=lambda e: e.id) == sorted(second.entities,
                                                                 key=lambda e: e.id)
     assert set(first.triples) == set(second.triples)
+
+
+def test_printed_answer_shows_relations_and_bracketed_labels(monkeypatch) -> None:
+    """Evidence paths print as ``a-[relation]->b``: rich must not take ``[relation]`` (or a
+    label with brackets) for markup and drop it."""
+    import io
+
+    from rich.console import Console
+
+    import kgmm.cli as cli
+    from kgmm.pipeline import Alternative, Answer, Evidence, EvidencePath, LinkedEntity
+
+    out = io.StringIO()
+    monkeypatch.setattr(cli, "console", Console(file=out, width=200, color_system=None))
+    answer = Answer(
+        text="plant", entity_id="wn:plant.n.02", score=0.9,
+        alternatives=[Alternative("tree [woody]", 0.1)],
+        evidence=Evidence(
+            linked_entities=[LinkedEntity("wn:tree.n.01", "tree [bold]", 1.0, "image",
+                                          "x=0.23,y=0.71", 0)],
+            subgraph_nodes=3, subgraph_edges=2, top_nodes=[],
+            paths=[EvidencePath(["object#0", "wn:tree.n.01", "wn:plant.n.02"],
+                                ["depicts", "ancestor"], 1.5e-3)]),
+        question="What kind of thing is the object on the left?")
+    cli._print_answer(answer)
+    text = out.getvalue()
+    assert "object#0-[depicts]->wn:tree.n.01-[ancestor]->wn:plant.n.02" in text
+    assert "path (score 0.0015)" in text
+    assert "tree [woody]" in text and "tree [bold]" in text
