@@ -99,6 +99,14 @@ def train_full(root: Path, kg: CompiledKG, out: Path, *, text_encoder: Any, imag
     parser.eval()
     candidate_index = [kg.index_of(e) for e in all_objects]
     candidate_matrix = node_cache(candidate_index)
+    parser_metrics = _calibrate_and_evaluate_parser(
+        parser, features, scenes, grid, all_objects, candidate_matrix,
+        novel=sorted(set(all_objects) - set(train_objects)))
+    log(f"scene parser detection: threshold {parser.config.objectness_threshold:g}, "
+        f"nms_iou {parser.config.nms_iou:g} (best val F1); " + "; ".join(
+            f"{split} P {m['det_precision']:.2f} R {m['det_recall']:.2f} "
+            f"link {m['det_link_top1']:.2f}"
+            for split, m in parser_metrics.items() if isinstance(m, dict)))
 
     def observe(record: Any) -> tuple[torch.Tensor, list[ObjectObservation]]:
         grid_tokens, pooled = features[record.image_id]
@@ -118,7 +126,8 @@ def train_full(root: Path, kg: CompiledKG, out: Path, *, text_encoder: Any, imag
     kg_vocab, all_vocab = build_vocabularies(data["train"])
     names = surface_forms(data["train"])
     metrics: dict[str, Any] = {"benchmark": {"scenes": manifest.get("scenes"),
-                                             "seed": manifest.get("seed")}}
+                                             "seed": manifest.get("seed")},
+                               "parser": parser_metrics}
     models = {}
     for use_kg, vocab in ((True, kg_vocab), (False, all_vocab)):
         tag = "kg" if use_kg else "no_kg"
@@ -146,6 +155,46 @@ def train_full(root: Path, kg: CompiledKG, out: Path, *, text_encoder: Any, imag
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1), encoding="utf-8")
     log(f"model saved to {out} ({time.perf_counter() - started:.0f} s in all)")
     return metrics
+
+
+def _calibrate_and_evaluate_parser(parser: Any, features: dict[Any, Any],
+                                   scenes: dict[str, dict[Any, Any]], grid: tuple[int, ...],
+                                   entities: list[str], entity_matrix: torch.Tensor, *,
+                                   novel: list[str]) -> dict[str, Any]:
+    """Choose the parser's detection threshold and suppression on ``val`` (best detection
+    F1, :func:`~kgmm.reasoning.parser_calibration.calibrate_detection`), then its detection
+    precision / recall / linking top-1 on val, test and the novel objects (linking of the
+    novel synsets only)."""
+    from kgmm.reasoning.parser_calibration import calibrate_detection
+    from kgmm.reasoning.scene_parser import evaluate_scene_parser
+
+    index = {e: i for i, e in enumerate(entities)}
+
+    def split_inputs(split: str) -> tuple[torch.Tensor, Any, list[Any]]:
+        ids = list(scenes[split])
+        targets = stack_targets([scene_parser_targets(scenes[split][i], grid, entity_index=index)
+                                 for i in ids])
+        return (torch.stack([features[i][0].float() for i in ids]), targets,
+                [scenes[split][i] for i in ids])
+
+    if scenes.get("val"):
+        val_features, val_targets, val_scenes = split_inputs("val")
+        calibrate_detection(parser, val_features, val_targets, entity_matrix, val_scenes,
+                            entities, grid_size=grid)
+    chosen = parser.config
+    out: dict[str, Any] = {"objectness_threshold": chosen.objectness_threshold,
+                           "nms_iou": chosen.nms_iou}
+    keys = ("det_precision", "det_recall", "det_link_top1")
+    for split in ("val", "test", "test-novel-objects"):
+        if not scenes.get(split):
+            continue
+        split_features, targets, split_scenes = split_inputs(split)
+        res = evaluate_scene_parser(parser, split_features, targets, entity_matrix,
+                                    scenes=split_scenes, entity_ids=entities, grid_size=grid,
+                                    eval_entities=novel if split == "test-novel-objects" and novel
+                                    else None)
+        out[split] = {k: round(float(res[k]), 4) for k in keys}
+    return out
 
 
 def _blank(encoder: Any) -> Any:

@@ -555,3 +555,35 @@ def test_trained_parser_round_trips_and_parses_fast(world: World, tmp_path: Path
     REPORT["parse_ms_per_image"] = {"median_batch1": 1000 * statistics.median(times),
                                     "batch100": 1000 * batch / len(feats)}
     assert statistics.median(times) < 0.05
+
+
+def test_calibration_picks_the_validation_f1_best_detection_settings(world: World):
+    from kgmm.reasoning.parser_calibration import calibrate_detection
+
+    feats, scenes = world.test
+    config = world.parser.config
+    saved = (config.objectness_threshold, config.nms_iou)
+    grid = ((0.5, 0.0), (0.2, 0.0), (0.05, 0.5))
+    try:
+        f1 = {}
+        for threshold, iou in grid:
+            config.objectness_threshold, config.nms_iou = threshold, iou
+            res = evaluate_scene_parser(world.parser, feats, world.targets(scenes),
+                                        world.entities[:N_SEEN], scenes=scenes,
+                                        entity_ids=world.seen_ids)
+            p, r = res["det_precision"], res["det_recall"]
+            f1[threshold, iou] = 2 * p * r / (p + r) if p + r else 0.0
+        chosen = calibrate_detection(world.parser, feats, world.targets(scenes),
+                                     world.entities[:N_SEEN], scenes, world.seen_ids,
+                                     thresholds=(0.5, 0.2, 0.05), nms_ious=(0.0, 0.5))
+        assert chosen.f1 >= max(f1.values()) - 1e-9  # the grid holds the three pairs above
+        if (chosen.objectness_threshold, chosen.nms_iou) in f1:
+            assert chosen.f1 == pytest.approx(f1[chosen.objectness_threshold, chosen.nms_iou])
+        assert (config.objectness_threshold, config.nms_iou) == \
+            (chosen.objectness_threshold, chosen.nms_iou)
+        assert len(set(f1.values())) > 1  # the settings do change the detections
+        with pytest.raises(ValueError, match="validation scene"):
+            calibrate_detection(world.parser, feats, world.targets(scenes),
+                                world.entities[:N_SEEN], [], world.seen_ids)
+    finally:
+        config.objectness_threshold, config.nms_iou = saved
