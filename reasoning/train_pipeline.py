@@ -38,6 +38,7 @@ from .vqa_model import VQAModel
 from .vqa_train import (
     default_config,
     default_graph_config,
+    encode_images,
     evaluate,
     load_scenes,
     surface_forms,
@@ -45,24 +46,6 @@ from .vqa_train import (
 )
 
 SPLITS = ("train", "val", "test", "test-novel-answers", "test-novel-objects")
-
-
-def encode_images(root: Path, splits: tuple[str, ...], encoder: Any,
-                  batch_size: int = 32) -> dict[Any, tuple[torch.Tensor, torch.Tensor]]:
-    """``image_id → (grid tokens [P, D] float16, pooled [D])`` for every image of the splits."""
-    from .inputs import load_image
-
-    out: dict[Any, tuple[torch.Tensor, torch.Tensor]] = {}
-    for split in splits:
-        paths = {r.image_id: r.image_path for r in load_vqa(root, split)}
-        ids = [i for i in paths if i not in out]
-        for start in range(0, len(ids), batch_size):
-            chunk = ids[start:start + batch_size]
-            with torch.no_grad():
-                features = encoder.encode([load_image(paths[i]) for i in chunk])
-            for k, image_id in enumerate(chunk):
-                out[image_id] = (features.tokens[k].half(), features.pooled[k].float())
-    return out
 
 
 def train_full(root: Path, kg: CompiledKG, out: Path, *, text_encoder: Any, image_encoder: Any,

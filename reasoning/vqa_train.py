@@ -207,21 +207,31 @@ def default_config(kg: CompiledKG, vocab_itos: list[str], *, use_kg: bool, image
         question_pool_heads=question_pool_heads)
 
 
-def image_vectors(root: Path, splits: Sequence[str], encoder: Any,
-                  batch_size: int = 32) -> dict[Any, torch.Tensor]:
-    """Pooled image features of every image of the splits, by image id (frozen encoder)."""
-    from kgmm.reasoning.inputs import load_image
+def encode_images(root: Path, splits: tuple[str, ...], encoder: Any, batch_size: int = 32,
+                  *, tokens: bool = True) -> dict[Any, tuple[torch.Tensor | None, torch.Tensor]]:
+    """``image_id → (grid tokens [P, D] float16, or None without ``tokens``; pooled [D])`` for
+    every image of the splits."""
+    from .inputs import load_image
 
-    vectors: dict[Any, torch.Tensor] = {}
+    out: dict[Any, tuple[torch.Tensor | None, torch.Tensor]] = {}
     for split in splits:
-        records = {r.image_id: r.image_path for r in load_vqa(root, split)}
-        ids = [i for i in records if i not in vectors]
+        paths = {r.image_id: r.image_path for r in load_vqa(root, split)}
+        ids = [i for i in paths if i not in out]
         for start in range(0, len(ids), batch_size):
             chunk = ids[start:start + batch_size]
             with torch.no_grad():
-                pooled = encoder.encode([load_image(records[i]) for i in chunk]).pooled
-            vectors.update(zip(chunk, pooled.float(), strict=True))
-    return vectors
+                features = encoder.encode([load_image(paths[i]) for i in chunk])
+            for k, image_id in enumerate(chunk):
+                out[image_id] = (features.tokens[k].half() if tokens else None,
+                                 features.pooled[k].float())
+    return out
+
+
+def image_vectors(root: Path, splits: Sequence[str], encoder: Any,
+                  batch_size: int = 32) -> dict[Any, torch.Tensor]:
+    """Pooled image features of every image of the splits, by image id (frozen encoder)."""
+    features = encode_images(root, tuple(splits), encoder, batch_size, tokens=False)
+    return {image_id: pooled for image_id, (_, pooled) in features.items()}
 
 
 def run(root: Path, kg: CompiledKG, text_encoder: Any, node_cache: Any, *, epochs: int = 30,

