@@ -363,6 +363,10 @@ def _print_answer(result: Any) -> None:
         console.print(table)
         for path in ev.paths:
             console.print(f"  path (score {path.score:.3g}): {escape(str(path))}")
+        if ev.score_terms:
+            console.print("  answer logit = " + " ".join(
+                f"{'+' if value >= 0 else '−'} {abs(value):.2f} ({escape(name)})"
+                for name, value in ev.score_terms).lstrip("+ "))
 
 
 # -- demo ----------------------------------------------------------------------------------

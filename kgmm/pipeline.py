@@ -71,6 +71,10 @@ class Evidence:
     subgraph_edges: int
     top_nodes: list[tuple[str, float]]
     paths: list[EvidencePath]
+    #: the answer node's score (a logit) split into the graph reasoning term and the largest
+    #: terms of the query-chosen read of its own features (e.g. "largest x-rank of its
+    #: objects" for "the rightmost object is a kind of what?"); empty for vocabulary answers
+    score_terms: list[tuple[str, float]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -431,9 +435,27 @@ class KGMM:
                         for r, rev in zip(path.relations, path.reversed, strict=True)]
                 paths.append(EvidencePath([node_name(n) for n in path.nodes], rels,
                                           float(path.score)))
+        terms = (self._score_terms(result, i, kg_index.index(answer_index))
+                 if "output" in result and answer_index is not None and answer_index in kg_index
+                 else [])
         return Evidence(linked_entities=linked, subgraph_nodes=graph.num_nodes,
                         subgraph_edges=int(graph.edge_index.shape[1]), top_nodes=top,
-                        paths=paths)
+                        paths=paths, score_terms=terms)
+
+    def _score_terms(self, result: dict[str, Any], i: int, local: int,
+                     most: int = 3) -> list[tuple[str, float]]:
+        """The answer node's logit as ``graph reasoning`` + the ``most`` largest feature-score
+        terms (by magnitude, at least 0.05); see :attr:`Evidence.score_terms`."""
+        output = result["output"]
+        if output.feature_terms is None:
+            return []
+        node = int(result["batch"].ptr[i]) + local
+        row = output.feature_terms[node].tolist()
+        names = [*self.parts.vqa.graph_config.node_extra_names, "seed score"]
+        rest = float(output.node_logits[node]) - sum(row)
+        ranked = sorted(range(len(row)), key=lambda j: -abs(row[j]))[:most]
+        return [("graph reasoning", rest)] + [(names[j], row[j]) for j in ranked
+                                              if abs(row[j]) >= 0.05]
 
 
 def _freeze_gc() -> None:

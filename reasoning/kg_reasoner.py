@@ -162,6 +162,9 @@ class ReasonerOutput:
         edge_index: ``[2, E']`` the edges the convs used.
         edge_type: ``[E']`` their relation ids.
         step_activations: relation_attention: ``p_t`` after each layer (``[N]`` each).
+        feature_terms: with ``feature_score``, ``[N, F]`` its per-feature terms
+            ``(W_f q̃)_j · u_j`` over ``u = [node_extra ; seed]`` (they sum to the term added
+            to ``node_logits``); else None.
     """
 
     node_logits: Tensor
@@ -173,6 +176,7 @@ class ReasonerOutput:
     edge_index: Tensor
     edge_type: Tensor
     step_activations: list[Tensor] = field(default_factory=list)
+    feature_terms: Tensor | None = None
 
 
 def make_reasoner_batch(graphs: Sequence[Data], queries: Tensor) -> Batch:
@@ -310,9 +314,11 @@ class KGReasoner(nn.Module):
         node_logits = self.scorer(torch.cat([h, q[b], p_final.unsqueeze(-1)], -1)).squeeze(-1)
         if self.p_scale is not None:
             node_logits = node_logits + self.p_scale * torch.log(p_final + ACTIVATION_EPS)
+        feature_terms = None
         if self.feature_score is not None:
             own_features = torch.cat(parts[1:], dim=-1)  # [node_extra ; seed]
-            node_logits = node_logits + (self.feature_score(q)[b] * own_features).sum(-1)
+            feature_terms = self.feature_score(q)[b] * own_features
+            node_logits = node_logits + feature_terms.sum(-1)
         pi = segment_softmax(node_logits, b, num_nodes=n_graphs)
         counts = torch.bincount(b, minlength=n_graphs).clamp(min=1).to(h.dtype)
         mean_pool = h.new_zeros(n_graphs, h.size(1)).index_add_(0, b, h) / counts[:, None]
@@ -333,7 +339,7 @@ class KGReasoner(nn.Module):
                               gate=torch.sigmoid(gate_logit), gate_logit=gate_logit,
                               edge_scores=edge_scores, node_activation=activation,
                               edge_index=edge_index, edge_type=edge_type,
-                              step_activations=steps)
+                              step_activations=steps, feature_terms=feature_terms)
 
     # -- checkpoints -------------------------------------------------------------------
     def save_pretrained(self, save_directory: str | os.PathLike[str]) -> Path:

@@ -58,9 +58,19 @@ from .question_linking import Mention
 
 EXTRA_RELATIONS = ("ancestor", "depicts", "left_of", "above", "next_to")
 NODE_EXTRA_DIM = 13
+#: what each of the first ``NODE_EXTRA_DIM`` columns of ``node_extra`` holds
+NODE_EXTRA_NAMES = (
+    "is a detected object", "question mention score", "image link score",
+    "taxonomy distance from a linked entity", "ancestor of linked entities", "log degree",
+    "object x", "object y", "object x-rank", "object y-rank", "objectness",
+    "log number of hyponyms", "depth in the taxonomy",
+)
 #: extra per-node columns with ``GraphConfig.grounding``: is grounded, max/min x-rank and
 #: max/min y-rank of the objects that depict the node or one of its descendants
 GROUNDING_DIM = 5
+GROUNDING_NAMES = ("depicted in the image", "largest x-rank of its objects",
+                   "smallest x-rank of its objects", "largest y-rank of its objects",
+                   "smallest y-rank of its objects")
 #: extra per-node column with ``GraphConfig.mention_order``
 MENTION_ORDER_DIM = 1
 SPATIAL_MODES = ("centres", "boxes")
@@ -132,6 +142,12 @@ class GraphConfig:
         """Width of ``node_extra`` for graphs built with this configuration."""
         return (NODE_EXTRA_DIM + (GROUNDING_DIM if self.grounding else 0)
                 + (MENTION_ORDER_DIM if self.mention_order else 0))
+
+    @property
+    def node_extra_names(self) -> tuple[str, ...]:
+        """What each column of ``node_extra`` holds, in order (``node_extra_dim`` names)."""
+        return (NODE_EXTRA_NAMES + (GROUNDING_NAMES if self.grounding else ())
+                + (("place among the question's mentions",) if self.mention_order else ()))
 
     @property
     def mention_order_column(self) -> int:

@@ -94,10 +94,13 @@ def test_printed_answer_shows_relations_and_bracketed_labels(monkeypatch) -> Non
                                           "x=0.23,y=0.71", 0)],
             subgraph_nodes=3, subgraph_edges=2, top_nodes=[],
             paths=[EvidencePath(["object#0", "wn:tree.n.01", "wn:plant.n.02"],
-                                ["depicts", "ancestor"], 1.5e-3)]),
+                                ["depicts", "ancestor"], 1.5e-3)],
+            score_terms=[("graph reasoning", -1.25), ("largest x-rank of its objects", 4.5)]),
         question="What kind of thing is the object on the left?")
     cli._print_answer(answer)
     text = out.getvalue()
     assert "object#0-[depicts]->wn:tree.n.01-[ancestor]->wn:plant.n.02" in text
     assert "path (score 0.0015)" in text
     assert "tree [woody]" in text and "tree [bold]" in text
+    assert "answer logit = − 1.25 (graph reasoning) + 4.50 (largest x-rank of its objects)" \
+        in text

@@ -67,6 +67,31 @@ def test_answer_has_score_alternatives_and_evidence(model: KGMM) -> None:
     json.dumps(result.to_dict())  # serialisable as is
 
 
+def test_entity_answers_split_their_logit_into_named_terms(model: KGMM, model_dir,
+                                                          tmp_path) -> None:
+    vocabulary_answer = model.answer(_image(), "Is there a car?")
+    assert vocabulary_answer.entity_id is None and vocabulary_answer.evidence.score_terms == []
+    model = KGMM.load(model_dir, data_dir=tmp_path, freeze_gc=False)
+    last = model.parts.vqa.reasoner.gate_head[-1]
+    with torch.no_grad():  # the untrained gate otherwise prefers the words ("no")
+        last.weight.zero_()
+        last.bias.fill_(10.0)
+    names = {*model.parts.vqa.graph_config.node_extra_names, "seed score"}
+    assert len(names) == model.parts.vqa.graph_config.node_extra_dim + 1
+    questions = ["What kind of thing is the dog?", "Which object is an animal?",
+                 "What is the leftmost object?", "What kind of thing is the car?"]
+    answers = [model.answer(_image(), q) for q in questions]
+    entity_answers = [a for a in answers if a.entity_id is not None]
+    assert len(entity_answers) == len(questions), [a.text for a in answers]
+    for entity_answer in entity_answers:
+        terms = entity_answer.evidence.score_terms
+        assert terms[0][0] == "graph reasoning" and 1 <= len(terms) <= 4
+        assert {name for name, _ in terms[1:]} <= names
+        assert all(abs(value) >= 0.05 for _, value in terms[1:])
+        magnitudes = [abs(value) for _, value in terms[1:]]
+        assert magnitudes == sorted(magnitudes, reverse=True)
+
+
 def test_every_image_form_and_the_batch_path_agree(model: KGMM, tmp_path) -> None:
     image = _image()
     path = tmp_path / "x.png"

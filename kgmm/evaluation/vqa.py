@@ -661,7 +661,8 @@ def answer_from_row(prediction: Mapping[str, Any], question: str) -> Any:
             subgraph_nodes=int(ev.get("subgraph_nodes", 0)),
             subgraph_edges=int(ev.get("subgraph_edges", 0)),
             top_nodes=[(str(n), float(s)) for n, s in ev.get("top_nodes", [])],
-            paths=[EvidencePath(**p) for p in ev.get("paths", [])])
+            paths=[EvidencePath(**p) for p in ev.get("paths", [])],
+            score_terms=[(str(n), float(v)) for n, v in ev.get("score_terms", [])])
     return Answer(text=prediction["answer"], entity_id=prediction.get("entity_id"),
                   score=float(prediction["score"]),
                   alternatives=[Alternative(a["text"], float(a["score"]), a.get("entity_id"))

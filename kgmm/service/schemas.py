@@ -48,6 +48,11 @@ class ScoredNode(BaseModel):
     score: float
 
 
+class ScoreTerm(BaseModel):
+    name: str
+    value: float
+
+
 class EvidencePathOut(BaseModel):
     nodes: list[str]
     relations: list[str]
@@ -60,6 +65,9 @@ class EvidenceOut(BaseModel):
     subgraph_edges: int
     top_nodes: list[ScoredNode]
     paths: list[EvidencePathOut]
+    score_terms: list[ScoreTerm] = Field(
+        default_factory=list,
+        description="the answer's logit: graph reasoning + the largest feature terms")
 
 
 class GraphNode(BaseModel):

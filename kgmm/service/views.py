@@ -135,6 +135,7 @@ def answer_view(answer: Any, kg: Any, elapsed_ms: float) -> dict[str, Any]:
             "top_nodes": [{"id": n, "score": finite(s)} for n, s in evidence.top_nodes],
             "paths": [{"nodes": list(p.nodes), "relations": list(p.relations),
                        "score": finite(p.score)} for p in evidence.paths],
+            "score_terms": [{"name": n, "value": finite(v)} for n, v in evidence.score_terms],
         },
         "graph": answer_graph(answer, kg),
         "elapsed_ms": round(elapsed_ms, 3),

@@ -455,7 +455,25 @@ def test_feature_score_reads_the_feature_the_query_names() -> None:
             loss.backward()
             optimizer.step()
         assert accuracy(model, test) > 0.9
+        # the explanation: per-feature terms that sum to the feature score's share of the
+        # logit, and for the answer node the largest one is the column the question names
+        model.eval()
+        batch = make_reasoner_batch([q[0] for q in test], torch.stack([q[1] for q in test]))
+        with torch.no_grad():
+            out = model(batch)
+            assert out.feature_terms is not None and out.feature_terms.shape == (6 * 200, 4)
+            for p in model.feature_score.parameters():
+                p.zero_()
+            without = model(batch).node_logits
+        torch.testing.assert_close(out.node_logits - without, out.feature_terms.sum(-1))
+        answer_rows = torch.tensor([6 * i + q[2] for i, q in enumerate(test)])
+        named = out.feature_terms[answer_rows, :3].argmax(-1)
+        asked = torch.stack([q[1] for q in test]).argmax(-1)
+        assert float((named == asked).float().mean()) > 0.9
     assert KGReasonerConfig.from_dict({"conv": "rgcn"}).feature_score is False
+    plain = KGReasoner(KGReasonerConfig(node_dim=D, extra_node_dim=3, query_dim=3, hidden=16,
+                                        num_relations=1, layers=1, feature_score=False))
+    assert plain.eval()(batch).feature_terms is None
 
 
 def test_node_text_dropout_hides_text_only_while_training() -> None:
