@@ -4,7 +4,9 @@
 returned as float32); ``"auto"`` chooses bf16 where the hardware computes it natively — a
 CUDA device with bf16 support, or a CPU with AMX or AVX-512 BF16 (Intel Sapphire Rapids and
 later, AMD Zen 4 and later), where oneDNN runs the convolutions about 1.6× faster — and
-float32 elsewhere (an emulated bf16 would be slower than float32).
+float32 elsewhere (an emulated bf16 would be slower than float32). An encoder whose
+``inference_dtype`` is unset follows ``$KGMM_IMAGE_DTYPE`` (e.g. ``float32`` for bit-stable
+features across machines in ``kgmm answer`` or ``kgmm serve``).
 
 bf16 keeps 8 bits of mantissa: the pooled features differ from float32 by about 3 % in
 relative L2 norm, which the heads trained on either one tolerate (the test suite checks the
@@ -14,11 +16,14 @@ agreement of the ImageNet top-1 and of the pooled features).
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 
 import torch
 
 INFERENCE_DTYPES = ("auto", "float32", "bfloat16")
+#: the environment variable an encoder without an explicit ``inference_dtype`` follows
+ENV_VAR = "KGMM_IMAGE_DTYPE"
 _NATIVE_BF16_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
 
 
@@ -36,11 +41,14 @@ def cpu_has_native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
 
 
 def resolve_inference_dtype(name: str | None, device: torch.device) -> torch.dtype:
-    """The dtype ``name`` (one of :data:`INFERENCE_DTYPES`, None = ``"auto"``) means on
-    ``device``."""
+    """The dtype ``name`` (one of :data:`INFERENCE_DTYPES`; None = the environment variable
+    ``KGMM_IMAGE_DTYPE``, else ``"auto"``) means on ``device``."""
+    source = "inference_dtype"
+    if name is None and os.environ.get(ENV_VAR):
+        name, source = os.environ[ENV_VAR].strip().lower(), ENV_VAR
     name = name or "auto"
     if name not in INFERENCE_DTYPES:
-        raise ValueError(f"inference_dtype must be one of {INFERENCE_DTYPES}, got {name!r}")
+        raise ValueError(f"{source} must be one of {INFERENCE_DTYPES}, got {name!r}")
     if name == "float32":
         return torch.float32
     if name == "bfloat16":

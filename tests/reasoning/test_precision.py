@@ -29,7 +29,8 @@ def _dirs(tmp_path: Path) -> None:
         (tmp_path / sub).mkdir()
 
 
-def test_explicit_names_and_auto() -> None:
+def test_explicit_names_and_auto(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KGMM_IMAGE_DTYPE", raising=False)
     cpu = torch.device("cpu")
     assert resolve_inference_dtype("float32", cpu) == torch.float32
     assert resolve_inference_dtype("bfloat16", cpu) == torch.bfloat16
@@ -38,3 +39,15 @@ def test_explicit_names_and_auto() -> None:
     assert resolve_inference_dtype(None, cpu) == expected
     with pytest.raises(ValueError, match="inference_dtype"):
         resolve_inference_dtype("half", cpu)
+
+
+def test_unset_dtype_follows_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    cpu = torch.device("cpu")
+    monkeypatch.setenv("KGMM_IMAGE_DTYPE", "float32")
+    assert resolve_inference_dtype(None, cpu) == torch.float32
+    assert resolve_inference_dtype("bfloat16", cpu) == torch.bfloat16  # explicit wins
+    monkeypatch.setenv("KGMM_IMAGE_DTYPE", " BFloat16 ")
+    assert resolve_inference_dtype(None, cpu) == torch.bfloat16
+    monkeypatch.setenv("KGMM_IMAGE_DTYPE", "fp8")
+    with pytest.raises(ValueError, match="KGMM_IMAGE_DTYPE must be one of"):
+        resolve_inference_dtype(None, cpu)
