@@ -147,7 +147,7 @@ def run(args: argparse.Namespace) -> None:
         if reached is None and row["val_accuracy"] >= args.target:
             reached = {"epoch": row["epoch"], "training_seconds": round(elapsed, 2)}
     out["gpu_training"] = history
-    out["samples_per_s"] = sum(len(train) for _ in history) / max(elapsed, 1e-9)
+    out["samples_per_s"] = len(train) * len(history) / max(elapsed, 1e-9)
     out["time_to_target"] = reached
     if args.cpu_epochs:
         _, cpu_history = timed_training(torch.device("cpu"), args.cpu_epochs, record_val=False)

@@ -426,18 +426,17 @@ class KGMM:
 
         paths: list[EvidencePath] = []
         top: list[tuple[str, float]] = []
+        terms: list[tuple[str, float]] = []
         if "output" in result and answer_index is not None and answer_index in kg_index:
-            ev = graph_evidence(result["output"], result["batch"], i,
-                                kg_index.index(answer_index))
+            local = kg_index.index(answer_index)
+            ev = graph_evidence(result["output"], result["batch"], i, local)
             top = [(node_name(n), float(s)) for n, s in ev.top_nodes]
             for path in ev.paths:
                 rels = [names[r] + ("⁻¹" if rev else "")
                         for r, rev in zip(path.relations, path.reversed, strict=True)]
                 paths.append(EvidencePath([node_name(n) for n in path.nodes], rels,
                                           float(path.score)))
-        terms = (self._score_terms(result, i, kg_index.index(answer_index))
-                 if "output" in result and answer_index is not None and answer_index in kg_index
-                 else [])
+            terms = self._score_terms(result, i, local)
         return Evidence(linked_entities=linked, subgraph_nodes=graph.num_nodes,
                         subgraph_edges=int(graph.edge_index.shape[1]), top_nodes=top,
                         paths=paths, score_terms=terms)

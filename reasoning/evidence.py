@@ -115,7 +115,7 @@ def _on_some_path(data: Any, arcs: Sequence[tuple[np.ndarray, ...]], seeds: list
     """Per layer ``t``, which arcs ``(u, t−1) → (v, t)`` lie on some walk from a seed at step
     0 to the answer at any step: ``u`` reachable from the seeds in ``t − 1`` steps and the
     answer reachable from ``v`` in the remaining ones. Pruning the others leaves every path
-    (and so the result) unchanged and shrinks the graph Yen's algorithm searches."""
+    (and so the result) unchanged and shrinks the arc tables the best-first search builds."""
     n = int(data.num_nodes)
     forward = [np.zeros(n, dtype=bool)]
     forward[0][seeds] = True

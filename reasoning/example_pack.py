@@ -42,6 +42,23 @@ def _offsets(lengths: Sequence[int]) -> Tensor:
     return out
 
 
+class _Distinct:
+    """Float16 tensors kept once each, by content, in first-seen order."""
+
+    def __init__(self) -> None:
+        self.index: dict[bytes, int] = {}
+        self.items: list[Tensor] = []
+
+    def add(self, tensor: Tensor) -> int:
+        """The position of ``tensor`` (as float16), appended when new."""
+        half = tensor.to(torch.float16)
+        key = half.numpy().tobytes()
+        if key not in self.index:
+            self.index[key] = len(self.items)
+            self.items.append(half)
+        return self.index[key]
+
+
 def write_pack(directory: str | os.PathLike[str], splits: Mapping[str, Sequence[Example]],
                meta: Mapping[str, Any] | None = None) -> Path:
     """Write the examples of each split (graphs required) into ``directory``."""
@@ -49,14 +66,9 @@ def write_pack(directory: str | os.PathLike[str], splits: Mapping[str, Sequence[
 
     path = Path(directory)
     path.mkdir(parents=True, exist_ok=True)
-    rows: dict[bytes, int] = {}
-    table: list[Tensor] = []
-    token_rows: dict[bytes, int] = {}
-    token_table: list[Tensor] = []
+    rows, token_rows, image_rows = _Distinct(), _Distinct(), _Distinct()
     row_index, node_extra, edge_index, edge_type, seed, kg_index, slots = ([] for _ in range(7))
-    n_nodes, n_edges, text_vec, image_vec, token_id = [], [], [], [], []
-    image_rows: dict[bytes, int] = {}
-    image_id: list[int] = []
+    n_nodes, n_edges, text_vec, image_id, token_id = [], [], [], [], []
     records: list[dict[str, Any]] = []
     ranges: dict[str, list[int]] = {}
     for split, examples in splits.items():
@@ -65,19 +77,12 @@ def write_pack(directory: str | os.PathLike[str], splits: Mapping[str, Sequence[
             if ex.graph is None:
                 raise ValueError(f"{split}: example {ex.question_id!r} has no graph")
             g = ex.graph
-            half = g.x.to(torch.float16)
-            ids = []
-            for row in half:
-                key = row.numpy().tobytes()
-                if key not in rows:
-                    rows[key] = len(table)
-                    table.append(row)
-                ids.append(rows[key])
-            row_index.append(torch.tensor(ids, dtype=torch.int32))
-            node_extra.append(g.node_extra.to(torch.float16))
             if g.num_nodes > 2**15:
                 raise ValueError(f"{split}: example {ex.question_id!r} has {g.num_nodes} "
                                  f"nodes; a pack holds graphs of at most {2**15}")
+            row_index.append(torch.tensor([rows.add(row) for row in g.x.to(torch.float16)],
+                                          dtype=torch.int32))
+            node_extra.append(g.node_extra.to(torch.float16))
             edge_index.append(g.edge_index.to(torch.int16).T)
             edge_type.append(g.edge_type.to(torch.int16))
             seed.append(g.seed_score.to(torch.float16))
@@ -86,37 +91,27 @@ def write_pack(directory: str | os.PathLike[str], splits: Mapping[str, Sequence[
             n_nodes.append(g.num_nodes)
             n_edges.append(int(g.edge_index.shape[1]))
             text_vec.append(ex.text_vec.to(torch.float16))
-            vec = ex.image_vec.reshape(-1).to(torch.float16)
-            key = vec.numpy().tobytes()
-            if key not in image_rows:
-                image_rows[key] = len(image_vec)
-                image_vec.append(vec)
-            image_id.append(image_rows[key])
-            if ex.text_tokens is not None:
-                key = ex.text_tokens.to(torch.float16).numpy().tobytes()
-                if key not in token_rows:
-                    token_rows[key] = len(token_table)
-                    token_table.append(ex.text_tokens.to(torch.float16))
-                token_id.append(token_rows[key])
-            else:
-                token_id.append(-1)
+            image_id.append(image_rows.add(ex.image_vec.reshape(-1)))
+            token_id.append(token_rows.add(ex.text_tokens) if ex.text_tokens is not None
+                            else -1)
             records.append({"id": ex.question_id, "answer": ex.answer,
                             "answers": list(ex.answers),
                             "entities": list(ex.answer_entities), "family": ex.family})
         ranges[split] = [start, len(records)]
     tensors = {
-        "node_table": torch.stack(table) if table else torch.zeros(0, 0, dtype=torch.float16),
+        "node_table": (torch.stack(rows.items) if rows.items
+                       else torch.zeros(0, 0, dtype=torch.float16)),
         "row_index": torch.cat(row_index), "node_extra": torch.cat(node_extra),
         "edge_index": torch.cat(edge_index), "edge_type": torch.cat(edge_type),
         "seed_score": torch.cat(seed), "kg_index": torch.cat(kg_index),
         "object_slot": torch.cat(slots), "node_offsets": _offsets(n_nodes),
         "edge_offsets": _offsets(n_edges), "text_vec": torch.stack(text_vec),
-        "image_vec": torch.stack(image_vec), "image_id": torch.tensor(image_id),
+        "image_vec": torch.stack(image_rows.items), "image_id": torch.tensor(image_id),
         "token_id": torch.tensor(token_id),
     }
-    if token_table:
-        tensors["token_rows"] = torch.cat(token_table)
-        tensors["token_offsets"] = _offsets([t.shape[0] for t in token_table])
+    if token_rows.items:
+        tensors["token_rows"] = torch.cat(token_rows.items)
+        tensors["token_offsets"] = _offsets([t.shape[0] for t in token_rows.items])
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(path / TENSORS_NAME))
     (path / JSON_NAME).write_text(json.dumps({
         "format_version": PACK_FORMAT_VERSION, "splits": ranges, "examples": records,

@@ -323,9 +323,10 @@ def build_graph(kg: CompiledKG, mentions: Sequence[Mention],
         extra[rows, 8], extra[rows, 9] = ranks[:, 0], ranks[:, 1]
         extra[rows, 10] = [o.objectness for o in observations]
         if config.grounding:
+            grounding_columns = slice(NODE_EXTRA_DIM, NODE_EXTRA_DIM + GROUNDING_DIM)
             for g, grounding_slots in grounded.items():
                 r = ranks[sorted(grounding_slots)]
-                extra[int(np.searchsorted(nodes, g)), NODE_EXTRA_DIM:NODE_EXTRA_DIM + 5] = (
+                extra[int(np.searchsorted(nodes, g)), grounding_columns] = (
                     1.0, r[:, 0].max(), r[:, 0].min(), r[:, 1].max(), r[:, 1].min())
             extra[rows, NODE_EXTRA_DIM] = 1.0
             extra[rows, NODE_EXTRA_DIM + 1] = extra[rows, NODE_EXTRA_DIM + 2] = ranks[:, 0]

@@ -160,18 +160,16 @@ def _calibrate_and_evaluate_parser(parser: Any, features: dict[Any, Any],
         return (torch.stack([features[i][0].float() for i in ids]), targets,
                 [scenes[split][i] for i in ids])
 
-    if scenes.get("val"):
-        val_features, val_targets, val_scenes = split_inputs("val")
+    inputs = {split: split_inputs(split) for split in ("val", "test", "test-novel-objects")
+              if scenes.get(split)}
+    if "val" in inputs:
+        val_features, val_targets, val_scenes = inputs["val"]
         calibrate_detection(parser, val_features, val_targets, entity_matrix, val_scenes,
                             entities, grid_size=grid)
-    chosen = parser.config
-    out: dict[str, Any] = {"objectness_threshold": chosen.objectness_threshold,
-                           "nms_iou": chosen.nms_iou}
+    out: dict[str, Any] = {"objectness_threshold": parser.config.objectness_threshold,
+                           "nms_iou": parser.config.nms_iou}
     keys = ("det_precision", "det_recall", "det_link_top1")
-    for split in ("val", "test", "test-novel-objects"):
-        if not scenes.get(split):
-            continue
-        split_features, targets, split_scenes = split_inputs(split)
+    for split, (split_features, targets, split_scenes) in inputs.items():
         res = evaluate_scene_parser(parser, split_features, targets, entity_matrix,
                                     scenes=split_scenes, entity_ids=entities, grid_size=grid,
                                     eval_entities=novel if split == "test-novel-objects" and novel

@@ -211,8 +211,8 @@
     const ev = answer.evidence;
     const terms = ev && ev.score_terms && ev.score_terms.length ?
       "; answer logit = " + ev.score_terms.map((t, i) =>
-        `${t.value < 0 ? "−" : i ? "+" : ""}${i && t.value >= 0 ? " " : ""}` +
-        `${i && t.value < 0 ? " " : ""}${Math.abs(t.value).toFixed(2)} (${t.name})`).join(" ")
+        (t.value < 0 ? (i ? "− " : "−") : (i ? "+ " : "")) +
+        `${Math.abs(t.value).toFixed(2)} (${t.name})`).join(" ")
       : "";
     $("evidence-summary").textContent = ev ? `reasoned over ${ev.subgraph_nodes} nodes and ` +
       `${ev.subgraph_edges} edges; ${ev.paths.length} evidence paths drawn${terms}` : "";
