@@ -34,17 +34,20 @@ from typing import Any
 def pack(args: argparse.Namespace) -> None:
     import torch
 
+    from kgmm.data import load_vqa
     from kgmm.data.openmoji.build import load_default_kg
     from kgmm.reasoning.encoders import build_image_encoder, build_text_encoder
     from kgmm.reasoning.example_pack import write_pack
     from kgmm.reasoning.node_embeddings import NodeEmbeddingCache
     from kgmm.reasoning.vqa_data import build_vocabularies
     from kgmm.reasoning.vqa_train import (
+        answer_space_configs,
         default_config,
         default_graph_config,
         image_vectors,
         prepare,
         surface_forms,
+        training_answer_space,
     )
 
     torch.set_num_threads(args.threads)
@@ -55,13 +58,15 @@ def pack(args: argparse.Namespace) -> None:
     splits = ["train", "val", "test"]
     pooled = image_vectors(args.data, splits, image)
     limits = {"train": args.train, "val": args.val, "test": args.test}
-    data = prepare(args.data, splits, kg, text.embed, cache, default_graph_config(),
+    graph, _ = answer_space_configs(default_graph_config(),
+                                    training_answer_space(load_vqa(args.data, "train"), kg))
+    data = prepare(args.data, splits, kg, text.embed, cache, graph,
                    image_vectors=lambda record: pooled[record.image_id],
                    text_tokens=text.token_embeddings, limit=max(limits.values()))
     cache.save()
     data = {split: examples[:limits[split]] for split, examples in data.items()}
     kg_vocab, _ = build_vocabularies(data["train"])
-    config = default_config(kg, kg_vocab.itos, use_kg=True, image_dim=image.dim)
+    config = default_config(kg, kg_vocab.itos, use_kg=True, image_dim=image.dim, graph=graph)
     names = surface_forms(data["train"])
     nodes = {int(i) for examples in data.values() for ex in examples
              for i in ex.graph.kg_index.tolist() if i >= 0}

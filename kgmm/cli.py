@@ -267,6 +267,10 @@ def train_command(
     epochs: Annotated[int | None, typer.Option(help="VQA training epochs")] = None,
     parser_epochs: Annotated[int | None, typer.Option(help="scene parser epochs")] = None,
     image_size: Annotated[int | None, typer.Option(help="image encoder input size")] = None,
+    declare_answers: Annotated[str, typer.Option(
+        help="answer labels the model may give without having seen them as answers: "
+        "'manifest' (the benchmark's category list), 'none', or a file (one entity id or "
+        "name per line, a JSON list, or a manifest.json)")] = "manifest",
     data_dir: DataDir = None,
 ) -> None:
     """Train the scene parser, the KG model and the no-KG baseline; save the model; report."""
@@ -275,7 +279,7 @@ def train_command(
     from kgmm.graph.home import kgmm_home
     from kgmm.reasoning.encoders import build_image_encoder, build_text_encoder
     from kgmm.reasoning.node_embeddings import NodeEmbeddingCache
-    from kgmm.reasoning.train_pipeline import train_full
+    from kgmm.reasoning.train_pipeline import UNDECLARED_SPLIT, train_full
 
     settings: dict[str, Any] = {"epochs": 30, "parser_epochs": 15, "image_size": 224}
     if config is not None:
@@ -296,15 +300,24 @@ def train_command(
                                 crop_pct=1.0)
     cache = NodeEmbeddingCache(kg, text, encoder_key="minilm",
                                cache_dir=kgmm_home(data_dir) / "cache")
+    declared: list[str] | None = None
+    if declare_answers == "none":
+        declared = []
+    elif declare_answers != "manifest":
+        from kgmm.reasoning.answer_space import read_declared_answers
+
+        declared = [d.entity_id for d in read_declared_answers(Path(declare_answers), kg)]
     target = Path(settings.get("out") or kgmm_home(data_dir) / "models" / "default")
     metrics = train_full(Path(settings["data"]), kg, target, text_encoder=text,
                          image_encoder=image, node_cache=cache, epochs=int(settings["epochs"]),
                          parser_epochs=int(settings["parser_epochs"]),
-                         log=lambda m: err_console.print(m))
+                         declared_answers=declared, log=lambda m: err_console.print(m))
     table = Table("split", "KG model", "no-KG baseline", title=f"VQA accuracy — {target}")
-    for split in ("val", "test", "test-novel-answers", "test-novel-objects"):
-        table.add_row(split, f"{metrics['kg'][split]['accuracy']:.1f}",
-                      f"{metrics['no_kg'][split]['accuracy']:.1f}")
+    for split in ("val", "test", "test-novel-answers", "test-novel-objects", UNDECLARED_SPLIT):
+        if split in metrics["kg"]:
+            baseline = metrics["no_kg"].get(split, {}).get("accuracy")
+            table.add_row(split, f"{metrics['kg'][split]['accuracy']:.1f}",
+                          f"{baseline:.1f}" if baseline is not None else "—")
     console.print(table)
 
 
@@ -320,6 +333,9 @@ def answer_command(
     record: Annotated[str | None, typer.Option(
         "--record", help="write the answer as inspection record QUESTION_ID into the store "
         "(see `kgmm inspect question`)")] = None,
+    declare: Annotated[list[str] | None, typer.Option(
+        help="an answer label the model never saw as an answer (entity id or name); "
+        "repeatable")] = None,
     backend: Backend = "rdflib", data_dir: DataDir = None, neo4j_uri: Neo4jUri = None,
     neo4j_user: Neo4jUser = None, neo4j_password: Neo4jPassword = None,
 ) -> None:
@@ -327,6 +343,8 @@ def answer_command(
     from kgmm.pipeline import KGMM
 
     loaded = KGMM.load(model, data_dir=data_dir)
+    if declare:
+        loaded.extend_answer_space(declare)
     result = loaded.answer(image, question, top_k=top_k)
     if record is not None:
         from kgmm.inspection import record_from_answer, write_answers

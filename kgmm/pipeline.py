@@ -20,6 +20,7 @@ import json
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,10 @@ MODEL_FILE = "kgmm_model.json"
 
 class ModelError(KGMMError):
     """A model directory that is missing, incomplete or from another version."""
+
+
+class AnswerSpaceError(KGMMError, ValueError):
+    """Answers declared to a model trained without the answer-space features."""
 
 
 @dataclass(frozen=True)
@@ -280,6 +285,41 @@ class KGMM:
             _freeze_gc()
         return model
 
+    # -- the answer space --------------------------------------------------------------
+    @property
+    def answer_space(self) -> tuple[str, ...]:
+        """Entity ids the reasoner treats as answer labels (its training answers plus any
+        declared ones; empty for models trained without the answer-space features)."""
+        return tuple(self.parts.vqa.config.graph.get("answer_space", ()))
+
+    def extend_answer_space(self, entries: Iterable[str]) -> list[str]:
+        """Declare answer labels the model never saw as answers, without retraining.
+
+        Each entry is an entity id (``wn:rodent.n.01``) or a name, resolved to the KG's first
+        sense of it (``"musical instrument"``); a name becomes that entity's answer text. The
+        reasoner reads the answer space as node features (in it; how specific it is among a
+        linked entity's answer-space ancestors), so "what kind of thing is the hamster?" can
+        come back as *rodent* once *rodent* is declared. Returns the ids added.
+
+        Raises:
+            AnswerSpaceError: the model has no answer-space features.
+            InputError: an entry is not in the KG (nothing is changed then).
+        """
+        graph = self.parts.vqa.config.graph
+        if not graph.get("answer_space_features"):
+            raise AnswerSpaceError(f"{self.path}: this model was trained without answer-space "
+                                   "features; retrain it to declare answers")
+        from kgmm.reasoning.answer_space import resolve_declared
+
+        declared = resolve_declared(self.parts.kg, entries)
+        known = set(self.answer_space)
+        added = sorted({d.entity_id for d in declared} - known)
+        for d in declared:
+            if d.name and d.index not in self._surface:
+                self._surface[d.index] = d.name
+        self.parts.vqa.config.graph = {**graph, "answer_space": sorted(known | set(added))}
+        return added
+
     # -- answering ---------------------------------------------------------------------
     def _image_features(self, images: list[Any]) -> list[tuple[Any, list[Any]]]:
         """(pooled vector, object observations) of each RGB image, cached by content; the
@@ -367,12 +407,13 @@ class KGMM:
         else:
             text_vecs = p.text_encoder.embed(questions).float()
         graphs, vectors, linked = [], [], []
+        graph_config = p.vqa.graph_config
         for (pooled, observations), question, text_vec in zip(
                 self._image_features(images), questions, text_vecs, strict=True):
             mentions = rescore_mentions(find_mentions(p.kg, question), text_vec,
                                         p.node_embeddings)
             graphs.append(build_graph(p.kg, mentions, observations, p.node_embeddings,
-                                      p.vqa.graph_config))
+                                      graph_config))
             vectors.append(pooled)
             linked.append(self._linked(mentions, observations))
         with torch.no_grad():

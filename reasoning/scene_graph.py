@@ -40,12 +40,26 @@ With ``GraphConfig.mention_order`` one more column gives each question mention's
 the question's mentions, ``(i + 1) / M`` for the ``i``-th of ``M`` (0 for nodes no mention links
 to): "is the X left of the Y" and "is the Y left of the X" link the same entities, and only
 the order of the mentions tells the roles apart.
+
+With ``GraphConfig.answer_space_features`` two more columns place each KG node in the
+**answer space** ``S`` (``GraphConfig.answer_space``: the entity ids answers may name — the
+training answers, extended at deployment by labels never seen in training): ``[v ∈ S]``, and its
+specificity among the answer-space ancestors of the linked entities,
+
+    spec(v) = max_{e linked, v ∈ A(e)} 1 / (1 + |{b ∈ A(e) : v is an ancestor of b}|),
+    A(e) = S ∩ ancestors(e),
+
+which is 1 for the most specific answer-space ancestor of an entity (a hamster's *rodent* once
+``rodent`` is in ``S``, its *mammal* before), ½ one level of the answer space above, and 0 for
+nodes that are no answer-space ancestor. "What kind of thing is …?" then reads off the
+answer space's structure instead of the names of training answers, so a label added after
+training is answered as its seen siblings were.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -73,6 +87,9 @@ GROUNDING_NAMES = ("depicted in the image", "largest x-rank of its objects",
                    "smallest y-rank of its objects")
 #: extra per-node column with ``GraphConfig.mention_order``
 MENTION_ORDER_DIM = 1
+#: extra per-node columns with ``GraphConfig.answer_space_features``
+ANSWER_SPACE_DIM = 2
+ANSWER_SPACE_NAMES = ("in the answer space", "answer-space specificity")
 SPATIAL_MODES = ("centres", "boxes")
 TAXONOMY = ("hypernym", "instance_hypernym")
 STRUCTURAL = ("hypernym", "instance_hypernym", "part_meronym", "part_holonym",
@@ -131,35 +148,55 @@ class GraphConfig:
     box_tolerance: float = 0.01
     near: float = 0.1
     mention_order: bool = False
+    #: the answer-space columns (module docstring) and the entity ids of the answer space
+    answer_space_features: bool = False
+    answer_space: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.spatial not in SPATIAL_MODES:
             raise ValueError(f"unknown spatial mode {self.spatial!r}; valid: "
                              f"{', '.join(SPATIAL_MODES)}")
+        self.answer_space = tuple(sorted(set(self.answer_space)))
 
     @property
     def node_extra_dim(self) -> int:
         """Width of ``node_extra`` for graphs built with this configuration."""
         return (NODE_EXTRA_DIM + (GROUNDING_DIM if self.grounding else 0)
-                + (MENTION_ORDER_DIM if self.mention_order else 0))
+                + (MENTION_ORDER_DIM if self.mention_order else 0)
+                + (ANSWER_SPACE_DIM if self.answer_space_features else 0))
 
     @property
     def node_extra_names(self) -> tuple[str, ...]:
         """What each column of ``node_extra`` holds, in order (``node_extra_dim`` names)."""
         return (NODE_EXTRA_NAMES + (GROUNDING_NAMES if self.grounding else ())
-                + (("place among the question's mentions",) if self.mention_order else ()))
+                + (("place among the question's mentions",) if self.mention_order else ())
+                + (ANSWER_SPACE_NAMES if self.answer_space_features else ()))
 
     @property
     def mention_order_column(self) -> int:
         """Column of the mention order in ``node_extra`` (with ``mention_order``)."""
         return NODE_EXTRA_DIM + (GROUNDING_DIM if self.grounding else 0)
 
+    @property
+    def answer_space_column(self) -> int:
+        """First of the two answer-space columns (with ``answer_space_features``)."""
+        return self.mention_order_column + (MENTION_ORDER_DIM if self.mention_order else 0)
+
+    def with_answer_space(self, entity_ids: Iterable[str]) -> GraphConfig:
+        """A copy whose answer space is ``entity_ids`` (the features must be switched on)."""
+        if not self.answer_space_features:
+            raise ValueError("this graph configuration has no answer-space features; "
+                             "a model must be trained with them to take an answer space")
+        return replace(self, answer_space=tuple(entity_ids))
+
     def to_dict(self) -> dict:
-        return {**vars(self), "relations": list(self.relations)}
+        return {**vars(self), "relations": list(self.relations),
+                "answer_space": list(self.answer_space)}
 
     @classmethod
     def from_dict(cls, data: dict) -> GraphConfig:
-        return cls(**{**data, "relations": tuple(data.get("relations", STRUCTURAL))})
+        return cls(**{**data, "relations": tuple(data.get("relations", STRUCTURAL)),
+                      "answer_space": tuple(data.get("answer_space", ()))})
 
 
 @dataclass
@@ -334,6 +371,12 @@ def build_graph(kg: CompiledKG, mentions: Sequence[Mention],
     if config.mention_order and n_kg:
         extra[:n_kg, config.mention_order_column] = [mention_place.get(g, 0.0)
                                                      for g in kg_list]
+    if config.answer_space_features and n_kg:
+        in_space = answer_space_mask(kg, config.answer_space)
+        column = config.answer_space_column
+        extra[:n_kg, column] = in_space[nodes]
+        specificity = answer_space_specificity(kg, linked, in_space, taxonomy, config.max_depth)
+        extra[:n_kg, column + 1] = [specificity.get(g, 0.0) for g in kg_list]
     extra = torch.from_numpy(extra)
 
     seed = torch.cat([extra[:n_kg, 1], 0.5 * extra[n_kg:, 10]])
@@ -342,6 +385,40 @@ def build_graph(kg: CompiledKG, mentions: Sequence[Mention],
         kg_index=torch.tensor(kg_list + [-1] * n_obj, dtype=torch.long),
         object_slot=torch.tensor([-1] * n_kg + list(range(n_obj)), dtype=torch.long),
     )
+
+
+_ANSWER_SPACE_CACHE: dict[tuple[str, tuple[str, ...]], np.ndarray] = {}
+
+
+def answer_space_mask(kg: CompiledKG, entity_ids: tuple[str, ...]) -> np.ndarray:
+    """Boolean mask over the KG's nodes of the answer space (ids not in the KG are skipped);
+    memoised per snapshot and answer space."""
+    key = (kg.content_hash, entity_ids)
+    mask = _ANSWER_SPACE_CACHE.get(key)
+    if mask is None:
+        if len(_ANSWER_SPACE_CACHE) >= 16:
+            _ANSWER_SPACE_CACHE.clear()
+        mask = np.zeros(kg.num_nodes, dtype=np.float32)
+        for entity_id in entity_ids:
+            index = kg.find_index(entity_id)
+            if index is not None:
+                mask[index] = 1.0
+        _ANSWER_SPACE_CACHE[key] = mask
+    return mask
+
+
+def answer_space_specificity(kg: CompiledKG, linked: Sequence[int], in_space: np.ndarray,
+                             taxonomy: Sequence[int], max_depth: int) -> dict[int, float]:
+    """``spec(v)`` of the module docstring for every answer-space ancestor of a linked
+    entity."""
+    out: dict[int, float] = {}
+    for entity in linked:
+        space = [a for a in cached_ancestors(kg, entity, taxonomy, max_depth) if in_space[a]]
+        for a in space:
+            below = sum(1 for b in space
+                        if b != a and a in cached_ancestors(kg, b, taxonomy, max_depth))
+            out[a] = max(out.get(a, 0.0), 1.0 / (1 + below))
+    return out
 
 
 def spatial_edges(observations: Sequence[ObjectObservation], config: GraphConfig, *,

@@ -9,13 +9,19 @@
    graphs), and the KG model and the no-KG baseline are trained on the same inputs.
 4. Both are evaluated with the official VQA accuracy on every split, per question family;
    the KG model, its parser and the KG snapshot are saved as a model directory.
+
+The answer space (:mod:`.scene_graph`): training graphs mark the training answers; the
+evaluated splits and the saved model mark them plus ``declared_answers`` — by default the
+category and object lists of the benchmark's manifest, labels a deployment knows without
+having seen them answered (generalised zero-shot). ``test-novel-answers`` is also scored with
+the training answer space alone (``test-novel-answers (training answers only)``).
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +42,8 @@ from .scene_parser import (
 from .vqa_data import build_vocabularies, make_examples
 from .vqa_model import VQAModel
 from .vqa_train import (
+    UNDECLARED_SPLIT,
+    answer_space_configs,
     default_config,
     default_graph_config,
     encode_images,
@@ -43,6 +51,7 @@ from .vqa_train import (
     load_scenes,
     surface_forms,
     train_model,
+    training_answer_space,
 )
 
 SPLITS = ("train", "val", "test", "test-novel-answers", "test-novel-objects")
@@ -50,12 +59,17 @@ SPLITS = ("train", "val", "test", "test-novel-answers", "test-novel-objects")
 
 def train_full(root: Path, kg: CompiledKG, out: Path, *, text_encoder: Any, image_encoder: Any,
                node_cache: Any, epochs: int = 30, parser_epochs: int = 15,
+               declared_answers: Sequence[str] | None = None,
                log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Steps 1–4 of the module docstring; returns the metrics (also saved with the model)."""
+    """Steps 1–4 of the module docstring; returns the metrics (also saved with the model).
+    ``declared_answers``: entity ids added to the answer space after training (None: the
+    manifest's categories and objects)."""
     from kgmm.pipeline import save_model
 
     started = time.perf_counter()
     manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
+    if declared_answers is None:
+        declared_answers = manifest_labels(manifest)
     features = encode_images(root, SPLITS, image_encoder)
     grid = tuple(image_encoder.encode([_blank(image_encoder)]).grid_size)
     log(f"image features: {len(features)} images in {time.perf_counter() - started:.0f} s")
@@ -100,11 +114,20 @@ def train_full(root: Path, kg: CompiledKG, out: Path, *, text_encoder: Any, imag
         observations = observations_from_detections(detections, output.embeddings[0])
         return pooled, observations
 
+    train_space = training_answer_space(load_vqa(root, "train"), kg)
+    train_graph, deployed_graph = answer_space_configs(default_graph_config(), train_space,
+                                                       declared_answers)
     data = {}
     for split in SPLITS:
         data[split] = make_examples(load_vqa(root, split), kg, observe, text_encoder.embed,
-                                    node_cache, default_graph_config(),
+                                    node_cache, train_graph if split == "train"
+                                    else deployed_graph,
                                     text_tokens=text_encoder.token_embeddings)
+    undeclared = UNDECLARED_SPLIT if deployed_graph != train_graph else None
+    if undeclared:
+        data[undeclared] = make_examples(load_vqa(root, "test-novel-answers"), kg, observe,
+                                         text_encoder.embed, node_cache, train_graph,
+                                         text_tokens=text_encoder.token_embeddings)
     log(f"questions prepared in {time.perf_counter() - started:.0f} s")
     kg_vocab, all_vocab = build_vocabularies(data["train"])
     names = surface_forms(data["train"])
@@ -115,12 +138,12 @@ def train_full(root: Path, kg: CompiledKG, out: Path, *, text_encoder: Any, imag
     for use_kg, vocab in ((True, kg_vocab), (False, all_vocab)):
         tag = "kg" if use_kg else "no_kg"
         model = VQAModel(default_config(kg, vocab.itos, use_kg=use_kg,
-                                        image_dim=image_encoder.dim))
+                                        image_dim=image_encoder.dim, graph=deployed_graph))
         t0 = time.perf_counter()
         train_model(model, data["train"], epochs=epochs,
                     on_epoch=lambda e, m, tag=tag: log(f"{tag} epoch {e}: {m}"))
         metrics[tag] = {"train_seconds": round(time.perf_counter() - t0, 1)}
-        for split in SPLITS[1:]:
+        for split in [*SPLITS[1:], *([undeclared] if undeclared and use_kg else [])]:
             res = evaluate(model, data[split], kg, names)
             metrics[tag][split] = {"accuracy": round(res.accuracy, 2),
                                    "per_family": {k: round(v, 2)
@@ -138,6 +161,13 @@ def train_full(root: Path, kg: CompiledKG, out: Path, *, text_encoder: Any, imag
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1), encoding="utf-8")
     log(f"model saved to {out} ({time.perf_counter() - started:.0f} s in all)")
     return metrics
+
+
+def manifest_labels(manifest: dict[str, Any]) -> list[str]:
+    """The synset ids of a benchmark manifest's label lists: its ``categories`` and its
+    ``objects`` (the novel objects included)."""
+    return [c["synset_id"] for key in ("categories", "objects")
+            for c in manifest.get(key, []) if "synset_id" in c]
 
 
 def _calibrate_and_evaluate_parser(parser: Any, features: dict[Any, Any],

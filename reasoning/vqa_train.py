@@ -14,7 +14,7 @@ import json
 import random
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,8 @@ from .vqa_data import Example, build_vocabularies, collate, forward_inputs, make
 from .vqa_model import VQAConfig, VQAModel
 
 SCENE_FILES = {"train": "train2014", "val": "val2014", "test": "test2015"}
+#: ``test-novel-answers`` scored with the training answer space only (nothing declared)
+UNDECLARED_SPLIT = "test-novel-answers (training answers only)"
 
 
 def load_scenes(root: Path, split: str) -> dict[Any, dict[str, Any]]:
@@ -164,8 +166,10 @@ def prepare(root: Path, splits: Sequence[str], kg: CompiledKG, text_embed: Calla
             observations: Callable[[Any, dict], list[ObjectObservation]] | None = None,
             limit: int | None = None,
             text_tokens: Callable[[list[str]], list[torch.Tensor]] | None = None,
+            split_graph_configs: dict[str, GraphConfig] | None = None,
             ) -> dict[str, list[Example]]:
-    """Examples of each split (oracle observations unless ``observations`` is given)."""
+    """Examples of each split (oracle observations unless ``observations`` is given); a split
+    named in ``split_graph_configs`` builds its graphs with that configuration instead."""
     out = {}
     for split in splits:
         records = list(load_vqa(root, split))[:limit]
@@ -178,14 +182,36 @@ def prepare(root: Path, splits: Sequence[str], kg: CompiledKG, text_embed: Calla
             vec = image_vectors(record) if image_vectors else torch.zeros(1)
             return vec, obs
 
+        config = (split_graph_configs or {}).get(split, graph_config)
         out[split] = make_examples(records, kg, features, text_embed, node_embeddings,
-                                   graph_config, text_tokens=text_tokens)
+                                   config, text_tokens=text_tokens)
     return out
 
 
 def default_graph_config() -> GraphConfig:
-    """How the demo and the benchmark table build reasoning graphs (with grounding)."""
-    return GraphConfig(grounding=True, spatial="boxes", mention_order=True)
+    """How the demo and the benchmark table build reasoning graphs (with grounding and the
+    answer-space columns)."""
+    return GraphConfig(grounding=True, spatial="boxes", mention_order=True,
+                       answer_space_features=True)
+
+
+def training_answer_space(records: Iterable[Any], kg: CompiledKG) -> tuple[str, ...]:
+    """Entity ids named by the answers of ``records`` (``answer_entity_ids``) that the KG
+    holds: the answer space a model learns from."""
+    return tuple(sorted({entity for record in records for entity in record.answer_entity_ids
+                         if kg.find_index(entity) is not None}))
+
+
+def answer_space_configs(graph: GraphConfig, train_space: Sequence[str],
+                         declared: Sequence[str] = ()) -> tuple[GraphConfig, GraphConfig]:
+    """(training, deployment) graph configurations: training graphs see the training answers
+    as the answer space; evaluation and the saved model see them plus ``declared`` entity
+    ids (labels known at deployment, never seen as answers). Unchanged without the
+    answer-space columns."""
+    if not graph.answer_space_features:
+        return graph, graph
+    return (graph.with_answer_space(train_space),
+            graph.with_answer_space((*train_space, *declared)))
 
 
 def default_config(kg: CompiledKG, vocab_itos: list[str], *, use_kg: bool, image_dim: int,
@@ -236,11 +262,13 @@ def image_vectors(root: Path, splits: Sequence[str], encoder: Any,
 
 def run(root: Path, kg: CompiledKG, text_encoder: Any, node_cache: Any, *, epochs: int = 30,
         limit: int | None = None, log: Callable[[str], None] = print,
-        image_encoder: Any = None) -> dict[str, Any]:
+        image_encoder: Any = None, declared_answers: Sequence[str] = (),
+        graph: GraphConfig | None = None, baseline: bool = True) -> dict[str, Any]:
     """Train the KG model and the no-KG baseline with oracle perception; evaluate all splits.
 
     Both models get the same pooled image vector (when ``image_encoder`` is given) and the
-    same question vector; only the KG model gets the graph.
+    same question vector; only the KG model gets the graph. ``declared_answers`` (entity ids)
+    join the answer space of every evaluated split (:func:`answer_space_configs`).
     """
     splits = ["train", "val", "test", "test-novel-answers", "test-novel-objects"]
     started = time.perf_counter()
@@ -248,15 +276,27 @@ def run(root: Path, kg: CompiledKG, text_encoder: Any, node_cache: Any, *, epoch
     image_dim = next(iter(pooled.values())).numel() if pooled else 1
     log(f"image features in {time.perf_counter() - started:.0f} s")
     vec = (lambda record: pooled[record.image_id]) if pooled else None
-    data = prepare(root, splits, kg, text_encoder.embed, node_cache, default_graph_config(),
-                   image_vectors=vec, limit=limit, text_tokens=text_encoder.token_embeddings)
+    train_graph, deployed_graph = answer_space_configs(
+        graph or default_graph_config(),
+        training_answer_space(list(load_vqa(root, "train"))[:limit], kg), declared_answers)
+    data = prepare(root, splits, kg, text_encoder.embed, node_cache, deployed_graph,
+                   image_vectors=vec, limit=limit, text_tokens=text_encoder.token_embeddings,
+                   split_graph_configs={"train": train_graph})
+    kg_splits = list(splits[1:])
+    if deployed_graph != train_graph:
+        data[UNDECLARED_SPLIT] = prepare(
+            root, ["test-novel-answers"], kg, text_encoder.embed, node_cache, train_graph,
+            image_vectors=vec, limit=limit,
+            text_tokens=text_encoder.token_embeddings)["test-novel-answers"]
+        kg_splits.append(UNDECLARED_SPLIT)
     log(f"prepared {sum(len(v) for v in data.values())} questions in "
         f"{time.perf_counter() - started:.0f} s")
     kg_vocab, all_vocab = build_vocabularies(data["train"])
     names = surface_forms(data["train"])
     results: dict[str, Any] = {}
-    for use_kg, vocab in ((True, kg_vocab), (False, all_vocab)):
-        model = VQAModel(default_config(kg, vocab.itos, use_kg=use_kg, image_dim=image_dim))
+    for use_kg, vocab in ((True, kg_vocab), (False, all_vocab))[:2 if baseline else 1]:
+        model = VQAModel(default_config(kg, vocab.itos, use_kg=use_kg, image_dim=image_dim,
+                                        graph=deployed_graph))
         t0 = time.perf_counter()
         tag = "kg" if use_kg else "no-kg"
         train_model(model, data["train"], epochs=epochs,
@@ -264,7 +304,7 @@ def run(root: Path, kg: CompiledKG, text_encoder: Any, node_cache: Any, *, epoch
         train_s = time.perf_counter() - t0
         name = "kg" if use_kg else "no_kg"
         results[name] = {"train_seconds": train_s}
-        for split in splits[1:]:
+        for split in kg_splits if use_kg else splits[1:]:
             res = evaluate(model, data[split], kg, names)
             results[name][split] = {"accuracy": res.accuracy, "per_family": res.per_family,
                                     "questions": res.count}

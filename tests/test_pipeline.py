@@ -179,3 +179,35 @@ def test_cli_answer_records_the_question_for_inspection(model_dir, tmp_path) -> 
     assert found["question"]["text"] == "What kind of thing is the dog?"
     assert any(row.get("entity") == "ex:dog" or row.get("id") == "ex:dog"
                or "ex:dog" in json.dumps(row) for row in found["linked"])
+
+
+def test_declared_answers_join_the_answer_space_without_retraining(model_dir, tmp_path) -> None:
+    from kgmm.graph.errors import InputError
+    from kgmm.pipeline import AnswerSpaceError
+    from kgmm.reasoning.question_linking import find_mentions
+    from kgmm.reasoning.scene_graph import build_graph
+
+    loaded = KGMM.load(model_dir, data_dir=tmp_path, freeze_gc=False)
+    assert loaded.answer_space == ()
+    assert loaded.extend_answer_space(["ex:canine", "Fruit", "ex:canine"]) == [
+        "ex:canine", "ex:fruit"]
+    assert loaded.answer_space == ("ex:canine", "ex:fruit")
+    assert loaded.extend_answer_space(["canine"]) == []  # already there
+    kg = loaded.parts.kg
+    assert loaded._name(kg.index_of("ex:fruit")) == "fruit"
+    with pytest.raises(InputError, match="'no such label'"):
+        loaded.extend_answer_space(["ex:dog", "no such label"])
+    assert loaded.answer_space == ("ex:canine", "ex:fruit")  # unchanged by the refusal
+    # the graphs the model builds now mark the declared labels: canine is the dog's most
+    # specific answer-space ancestor
+    config = loaded.parts.vqa.graph_config
+    graph = build_graph(kg, find_mentions(kg, "What kind of thing is the dog?"), [],
+                        loaded.parts.node_embeddings, config)
+    row = graph.kg_index.tolist().index(kg.index_of("ex:canine"))
+    column = config.answer_space_column
+    assert graph.node_extra[row, column:column + 2].tolist() == [1.0, 1.0]
+    assert loaded.answer(_image(), "What kind of thing is the dog?").text
+    loaded.parts.vqa.config.graph = {**loaded.parts.vqa.config.graph,
+                                     "answer_space_features": False}
+    with pytest.raises(AnswerSpaceError, match="without answer-space features"):
+        loaded.extend_answer_space(["ex:dog"])

@@ -47,6 +47,16 @@ def test_model_directory_and_metrics(trained) -> None:
             assert 0.0 <= metrics[tag][split]["accuracy"] <= 100.0
             assert metrics[tag][split]["questions"] > 0
     assert manifest["parser_entities"] and manifest["kg_content_hash"]
+    # the saved answer space: the training answers plus the manifest's categories (declared)
+    graph = json.loads((model / "vqa" / "config.json").read_text())["graph"]
+    bench_manifest = json.loads((trained[0] / "manifest.json").read_text())
+    assert graph["answer_space_features"]
+    assert {c["synset_id"] for c in bench_manifest["categories"]} <= set(graph["answer_space"])
+    train = json.loads(next((trained[0] / "annotations").glob("*train2014_annotations.json"))
+                       .read_text())
+    answered = {e for a in train["annotations"] for e in a.get("answer_entity_ids", [])}
+    assert answered and answered <= set(graph["answer_space"])
+    assert "test-novel-answers (training answers only)" in metrics["kg"]
 
 
 def test_saved_model_answers_through_the_cli(trained) -> None:
@@ -60,6 +70,12 @@ def test_saved_model_answers_through_the_cli(trained) -> None:
     answer = json.loads(result.stdout)
     assert answer["text"] and 0.0 <= answer["score"] <= 1.0
     assert answer["evidence"]["subgraph_nodes"] >= 0
+    refused = subprocess.run([sys.executable, "-m", "kgmm.cli", "answer", str(image),
+                              "What is it?", "--model", str(model), "--declare", "rodent",
+                              "--declare", "no such label xq", "--data-dir", str(HOME)],
+                             capture_output=True, text=True, timeout=600)
+    assert refused.returncode != 0 and "'no such label xq'" in refused.stderr
+    assert "Traceback" not in refused.stderr
 
 
 def test_demo_picks_test_questions_of_different_families(trained) -> None:
