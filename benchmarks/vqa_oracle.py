@@ -7,7 +7,7 @@ The benchmark's stored scene graphs stand in for the scene parser (boxes, synset
 models get the same EfficientNet-Lite0 pooled image vector and MiniLM question features and
 train with the same loop (:func:`kgmm.reasoning.vqa_train.run`). Prints accuracy per split and
 per family; ``--json`` writes them (the README's results table comes from this file). The
-benchmark's category and object lists (``manifest.json``) joins the answer space of the evaluated splits
+benchmark's category list (``manifest.json``) joins the answer space of the evaluated splits
 unless ``--declare-answers none``; test-novel-answers is then also scored with the training
 answers alone.
 """
@@ -40,7 +40,7 @@ def main() -> None:
     from kgmm.reasoning import vqa_train
     from kgmm.reasoning.encoders import build_image_encoder, build_text_encoder
     from kgmm.reasoning.node_embeddings import NodeEmbeddingCache
-    from kgmm.reasoning.train_pipeline import manifest_labels
+    from kgmm.reasoning.train_pipeline import manifest_categories
 
     torch.set_num_threads(args.threads)
     kg = load_default_kg(args.data_dir)
@@ -48,7 +48,7 @@ def main() -> None:
     image = build_image_encoder("efficientnet-lite0", image_size=224)
     cache = NodeEmbeddingCache(kg, text, encoder_key="minilm")
     started = time.perf_counter()
-    declared = (manifest_labels(json.loads((args.data / "manifest.json").read_text()))
+    declared = (manifest_categories(json.loads((args.data / "manifest.json").read_text()))
                 if args.declare_answers == "manifest" else [])
     results = vqa_train.run(args.data, kg, text, cache, epochs=args.epochs, limit=args.limit,
                             image_encoder=image, declared_answers=declared,

@@ -52,8 +52,8 @@ def resolve_declared(kg: Any, entries: Iterable[str], *, source: str | Path | No
 
 def read_declared_answers(path: Path, kg: Any) -> list[DeclaredAnswer]:
     """Declared answers from a file: a benchmark ``manifest.json`` (the ``synset_id`` of its
-    ``categories`` and ``objects``), a JSON list of entries, or text with one entry per line
-    (blank lines and ``#`` comments skipped)."""
+    ``categories``), a JSON list of entries, or text with one entry per line (blank lines and
+    ``#`` comments skipped)."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -74,16 +74,15 @@ def read_declared_answers(path: Path, kg: Any) -> list[DeclaredAnswer]:
 
 
 def _manifest_entries(manifest: dict[str, Any], path: Path) -> list[str]:
-    lists = {key: manifest.get(key) for key in ("categories", "objects") if key in manifest}
-    if not lists or not all(isinstance(v, list) for v in lists.values()):
-        raise InputError("a JSON object needs \"categories\" or \"objects\" lists (a "
-                         "benchmark manifest)", source=path)
+    categories = manifest.get("categories")
+    if not isinstance(categories, list):
+        raise InputError("a JSON object needs a \"categories\" list (a benchmark manifest)",
+                         source=path, field="categories")
     entries = []
-    for key, items in lists.items():
-        for k, item in enumerate(items):
-            entry = item.get("synset_id") if isinstance(item, dict) else None
-            if not isinstance(entry, str):
-                raise InputError(f"each of {key} needs a \"synset_id\" string", source=path,
-                                 record=k, field="synset_id")
-            entries.append(entry)
+    for k, item in enumerate(categories):
+        entry = item.get("synset_id") if isinstance(item, dict) else None
+        if not isinstance(entry, str):
+            raise InputError("each category needs a \"synset_id\" string", source=path,
+                             record=k, field="synset_id")
+        entries.append(entry)
     return entries

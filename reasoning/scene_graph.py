@@ -43,8 +43,9 @@ the order of the mentions tells the roles apart.
 
 With ``GraphConfig.answer_space_features`` two more columns place each KG node in the
 **answer space** ``S`` (``GraphConfig.answer_space``: the entity ids answers may name — the
-training answers, extended at deployment by labels never seen in training): ``[v ∈ S]``, and its
-specificity among the answer-space ancestors of the linked entities,
+training answers, extended at deployment by labels never seen in training): whether it is an
+answer-space ancestor of a linked entity, ``[∃ e linked: v ∈ A(e)]``, and its specificity
+among them,
 
     spec(v) = max_{e linked, v ∈ A(e)} 1 / (1 + |{b ∈ A(e) : v is an ancestor of b}|),
     A(e) = S ∩ ancestors(e),
@@ -53,7 +54,9 @@ which is 1 for the most specific answer-space ancestor of an entity (a hamster's
 ``rodent`` is in ``S``, its *mammal* before), ½ one level of the answer space above, and 0 for
 nodes that are no answer-space ancestor. "What kind of thing is …?" then reads off the
 answer space's structure instead of the names of training answers, so a label added after
-training is answered as its seen siblings were.
+training is answered as its seen siblings were. Membership alone is not a column: answers
+reached other ways (an object's own name, its parts) stay free of the answer space, which a
+model would otherwise learn to require of every answer.
 """
 
 from __future__ import annotations
@@ -89,7 +92,7 @@ GROUNDING_NAMES = ("depicted in the image", "largest x-rank of its objects",
 MENTION_ORDER_DIM = 1
 #: extra per-node columns with ``GraphConfig.answer_space_features``
 ANSWER_SPACE_DIM = 2
-ANSWER_SPACE_NAMES = ("in the answer space", "answer-space specificity")
+ANSWER_SPACE_NAMES = ("answer-space ancestor of a linked entity", "answer-space specificity")
 SPATIAL_MODES = ("centres", "boxes")
 TAXONOMY = ("hypernym", "instance_hypernym")
 STRUCTURAL = ("hypernym", "instance_hypernym", "part_meronym", "part_holonym",
@@ -373,10 +376,10 @@ def build_graph(kg: CompiledKG, mentions: Sequence[Mention],
                                                      for g in kg_list]
     if config.answer_space_features and n_kg:
         in_space = answer_space_mask(kg, config.answer_space)
-        column = config.answer_space_column
-        extra[:n_kg, column] = in_space[nodes]
         specificity = answer_space_specificity(kg, linked, in_space, taxonomy, config.max_depth)
+        column = config.answer_space_column
         extra[:n_kg, column + 1] = [specificity.get(g, 0.0) for g in kg_list]
+        extra[:n_kg, column] = extra[:n_kg, column + 1] > 0
     extra = torch.from_numpy(extra)
 
     seed = torch.cat([extra[:n_kg, 1], 0.5 * extra[n_kg:, 10]])

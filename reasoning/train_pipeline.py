@@ -12,8 +12,8 @@
 
 The answer space (:mod:`.scene_graph`): training graphs mark the training answers; the
 evaluated splits and the saved model mark them plus ``declared_answers`` — by default the
-category and object lists of the benchmark's manifest, labels a deployment knows without
-having seen them answered (generalised zero-shot). ``test-novel-answers`` is also scored with
+category list of the benchmark's manifest, labels a deployment knows without having seen
+them answered (generalised zero-shot). ``test-novel-answers`` is also scored with
 the training answer space alone (``test-novel-answers (training answers only)``).
 """
 
@@ -63,13 +63,13 @@ def train_full(root: Path, kg: CompiledKG, out: Path, *, text_encoder: Any, imag
                log: Callable[[str], None] = print) -> dict[str, Any]:
     """Steps 1–4 of the module docstring; returns the metrics (also saved with the model).
     ``declared_answers``: entity ids added to the answer space after training (None: the
-    manifest's categories and objects)."""
+    manifest's categories)."""
     from kgmm.pipeline import save_model
 
     started = time.perf_counter()
     manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
     if declared_answers is None:
-        declared_answers = manifest_labels(manifest)
+        declared_answers = manifest_categories(manifest)
     features = encode_images(root, SPLITS, image_encoder)
     grid = tuple(image_encoder.encode([_blank(image_encoder)]).grid_size)
     log(f"image features: {len(features)} images in {time.perf_counter() - started:.0f} s")
@@ -163,11 +163,9 @@ def train_full(root: Path, kg: CompiledKG, out: Path, *, text_encoder: Any, imag
     return metrics
 
 
-def manifest_labels(manifest: dict[str, Any]) -> list[str]:
-    """The synset ids of a benchmark manifest's label lists: its ``categories`` and its
-    ``objects`` (the novel objects included)."""
-    return [c["synset_id"] for key in ("categories", "objects")
-            for c in manifest.get(key, []) if "synset_id" in c]
+def manifest_categories(manifest: dict[str, Any]) -> list[str]:
+    """The synset ids of a benchmark manifest's category list (``categories``)."""
+    return [c["synset_id"] for c in manifest.get("categories", []) if "synset_id" in c]
 
 
 def _calibrate_and_evaluate_parser(parser: Any, features: dict[Any, Any],

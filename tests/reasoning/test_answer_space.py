@@ -165,8 +165,8 @@ def test_declared_answers_resolve_ids_and_names_and_name_bad_entries(world, tmp_
     manifest = tmp_path / "manifest.json"
     manifest.write_text('{"categories": [{"name": "x", "synset_id": "ex:f12"}], '
                         '"objects": [{"synset_id": "ex:l120"}]}')
-    assert [d.entity_id for d in read_declared_answers(manifest, kg)] == ["ex:f12", "ex:l120"]
-    manifest.write_text('{"categories": [], "objects": [{"synset_id": "ex:l120"}, {"x": 1}]}')
+    assert [d.entity_id for d in read_declared_answers(manifest, kg)] == ["ex:f12"]
+    manifest.write_text('{"categories": [{"synset_id": "ex:f12"}, {"x": 1}]}')
     with pytest.raises(InputError, match="record 1, field 'synset_id'"):
         read_declared_answers(manifest, kg)
     manifest.write_text('{"scenes": 3}')

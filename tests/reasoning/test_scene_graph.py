@@ -191,16 +191,17 @@ def test_mention_order_tells_the_roles_of_two_mentions_apart(kg: CompiledKG) -> 
     assert grounded.mention_order_column == NODE_EXTRA_DIM + GROUNDING_DIM
 
 
-def _answer_space_columns(kg: CompiledKG, config: GraphConfig,
-                          observations: list[ObjectObservation]) -> dict[str, tuple[float, float]]:
+def _specificity(kg: CompiledKG, config: GraphConfig,
+                 observations: list[ObjectObservation]) -> dict[str, float]:
     graph = build_graph(kg, [], observations, _emb(kg), config)
     column = config.answer_space_column
-    return {kg.id_of(int(i)): (float(graph.node_extra[k, column]),
-                               float(graph.node_extra[k, column + 1]))
+    ancestor, spec = graph.node_extra[:, column], graph.node_extra[:, column + 1]
+    assert torch.equal(ancestor, (spec > 0).float())  # the first column flags the second's
+    return {kg.id_of(int(i)): float(spec[k])
             for k, i in enumerate(graph.kg_index.tolist()) if i >= 0}
 
 
-def test_answer_space_columns_mark_the_most_specific_answer_space_ancestor(
+def test_answer_space_column_marks_the_most_specific_answer_space_ancestor(
         kg: CompiledKG) -> None:
     puppy, apple = kg.index_of("ex:puppy"), kg.index_of("ex:apple")
     observations = [ObjectObservation(0.2, 0.5, 1.0, [(puppy, 1.0)], torch.zeros(24)),
@@ -209,26 +210,27 @@ def test_answer_space_columns_mark_the_most_specific_answer_space_ancestor(
                           answer_space_features=True,
                           answer_space=("ex:animal", "ex:entity", "ex:puppy", "ex:unknown"))
     assert trained.node_extra_dim == NODE_EXTRA_DIM + GROUNDING_DIM + 1 + 2
-    assert trained.node_extra_names[-2:] == ("in the answer space", "answer-space specificity")
+    assert trained.node_extra_names[-2:] == ("answer-space ancestor of a linked entity",
+                                             "answer-space specificity")
     assert trained.answer_space_column == NODE_EXTRA_DIM + GROUNDING_DIM + 1
     dog_only = observations[:1]
-    cols = _answer_space_columns(kg, trained, dog_only)
+    spec = _specificity(kg, trained, dog_only)
     # the entity itself is in the space but no ancestor of itself; ids not in the KG are skipped
-    assert cols["ex:puppy"] == (1.0, 0.0)
-    assert cols["ex:animal"] == (1.0, 1.0) and cols["ex:entity"] == (1.0, 0.5)
-    assert cols["ex:dog"] == cols["ex:canine"] == (0.0, 0.0)
+    assert spec["ex:puppy"] == 0.0
+    assert spec["ex:animal"] == 1.0 and spec["ex:entity"] == 0.5
+    assert spec["ex:dog"] == spec["ex:canine"] == 0.0
     # a label declared after training becomes the most specific; the others move up a level
     deployed = trained.with_answer_space((*trained.answer_space, "ex:canine"))
-    cols = _answer_space_columns(kg, deployed, dog_only)
-    assert cols["ex:canine"] == (1.0, 1.0)
-    assert cols["ex:animal"] == (1.0, 0.5) and cols["ex:entity"] == pytest.approx((1.0, 1 / 3))
+    spec = _specificity(kg, deployed, dog_only)
+    assert spec["ex:canine"] == 1.0
+    assert spec["ex:animal"] == 0.5 and spec["ex:entity"] == pytest.approx(1 / 3)
     # a node above two entities keeps its best specificity: entity is 1/3 for the puppy
     # (canine, animal below it) and 1/2 for the apple (fruit below it)
     fruit_space = deployed.with_answer_space((*deployed.answer_space, "ex:fruit"))
-    cols = _answer_space_columns(kg, fruit_space, observations)
-    assert cols["ex:fruit"] == (1.0, 1.0) and cols["ex:canine"] == (1.0, 1.0)
-    assert cols["ex:entity"] == (1.0, 0.5)
-    # round trip, and a config without the columns refuses an answer space
+    spec = _specificity(kg, fruit_space, observations)
+    assert spec["ex:fruit"] == spec["ex:canine"] == 1.0
+    assert spec["ex:entity"] == 0.5
+    # round trip, and a config without the column refuses an answer space
     assert GraphConfig.from_dict(deployed.to_dict()) == deployed
     with pytest.raises(ValueError, match="answer-space features"):
         GraphConfig().with_answer_space(["ex:dog"])
