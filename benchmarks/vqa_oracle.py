@@ -32,6 +32,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="questions per split")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--declare-answers", choices=("manifest", "none"), default="manifest")
+    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
     import torch
@@ -51,12 +52,12 @@ def main() -> None:
     declared = (manifest_categories(json.loads((args.data / "manifest.json").read_text()))
                 if args.declare_answers == "manifest" else [])
     results = vqa_train.run(args.data, kg, text, cache, epochs=args.epochs, limit=args.limit,
-                            image_encoder=image, declared_answers=declared,
+                            image_encoder=image, declared_answers=declared, seed=args.seed,
                             log=lambda m: print(m, flush=True))
     cache.save()
     out = {"machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
            "epochs": args.epochs, "seconds": round(time.perf_counter() - started, 1),
-           "declared_answers": len(declared)}
+           "declared_answers": len(declared), "seed": args.seed}
     for name, result in results.items():
         result.pop("model", None)
         out[name] = result

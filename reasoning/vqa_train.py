@@ -263,12 +263,14 @@ def image_vectors(root: Path, splits: Sequence[str], encoder: Any,
 def run(root: Path, kg: CompiledKG, text_encoder: Any, node_cache: Any, *, epochs: int = 30,
         limit: int | None = None, log: Callable[[str], None] = print,
         image_encoder: Any = None, declared_answers: Sequence[str] = (),
-        graph: GraphConfig | None = None, baseline: bool = True) -> dict[str, Any]:
+        graph: GraphConfig | None = None, baseline: bool = True,
+        seed: int = 0) -> dict[str, Any]:
     """Train the KG model and the no-KG baseline with oracle perception; evaluate all splits.
 
     Both models get the same pooled image vector (when ``image_encoder`` is given) and the
     same question vector; only the KG model gets the graph. ``declared_answers`` (entity ids)
-    join the answer space of every evaluated split (:func:`answer_space_configs`).
+    join the answer space of every evaluated split (:func:`answer_space_configs`); ``seed``
+    fixes the models' initialisation and the training order.
     """
     splits = ["train", "val", "test", "test-novel-answers", "test-novel-objects"]
     started = time.perf_counter()
@@ -295,11 +297,12 @@ def run(root: Path, kg: CompiledKG, text_encoder: Any, node_cache: Any, *, epoch
     names = surface_forms(data["train"])
     results: dict[str, Any] = {}
     for use_kg, vocab in ((True, kg_vocab), (False, all_vocab))[:2 if baseline else 1]:
+        torch.manual_seed(seed)
         model = VQAModel(default_config(kg, vocab.itos, use_kg=use_kg, image_dim=image_dim,
                                         graph=deployed_graph))
         t0 = time.perf_counter()
         tag = "kg" if use_kg else "no-kg"
-        train_model(model, data["train"], epochs=epochs,
+        train_model(model, data["train"], epochs=epochs, seed=seed,
                     on_epoch=lambda e, m, tag=tag: log(f"{tag} epoch {e}: {m}"))
         train_s = time.perf_counter() - t0
         name = "kg" if use_kg else "no_kg"
