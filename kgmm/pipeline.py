@@ -298,8 +298,9 @@ class KGMM:
         Each entry is an entity id (``wn:rodent.n.01``) or a name, resolved to the KG's first
         sense of it (``"musical instrument"``); a name becomes that entity's answer text. The
         reasoner reads the answer space as node features (whether a node is an answer-space
-        ancestor of a linked entity, and how specific among them), so "what kind of thing is the hamster?" can
-        come back as *rodent* once *rodent* is declared. Returns the ids added.
+        ancestor of a linked entity, and how specific among them), so "what kind of thing is
+        the hamster?" can come back as *rodent* once *rodent* is declared. Returns the ids
+        added.
 
         Raises:
             AnswerSpaceError: the model has no answer-space features.
