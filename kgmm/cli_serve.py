@@ -40,6 +40,9 @@ def serve(
         help="most image pixels, width × height (default 40 million)")] = None,
     max_question_chars: Annotated[int | None, typer.Option(
         help="longest question in characters (default 1000)")] = None,
+    declare: Annotated[list[str] | None, typer.Option(
+        help="an answer label the model never saw as an answer (entity id or name); "
+        "repeatable")] = None,
     warm_up: Annotated[bool, typer.Option(help="answer one blank image before serving")] = True,
     access_log: Annotated[bool, typer.Option(help="log every request")] = True,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
@@ -73,6 +76,8 @@ def serve(
                                  **{k: v for k, v in overrides.items() if v is not None})
     err_console.print("loading the model …")
     loaded = KGMM.load(model, data_dir=data_dir)
+    if declare:
+        loaded.extend_answer_space(declare)
 
     def open_store() -> object:
         if backend == "neo4j":  # fail fast: /cypher answers 503 while Neo4j is unreachable

@@ -23,9 +23,10 @@ def test_serve_builds_the_app_from_its_options(toy_model_dir: Path, tmp_path: Pa
     result = CliRunner().invoke(cli_app, [
         "serve", "--model", str(toy_model_dir), "--port", "8123", "--backend", "rdflib",
         "--data-dir", str(tmp_path), "--max-image-bytes", "5000", "--max-question-chars", "30",
-        "--no-warm-up", "--no-access-log"])
+        "--no-warm-up", "--no-access-log", "--declare", "ex:canine", "--declare", "fruit"])
     assert result.exit_code == 0, result.output
     assert started["host"] == "127.0.0.1" and started["port"] == 8123
+    assert {"ex:canine", "ex:fruit"} <= set(started["app"].state.model.answer_space)
     assert started["access_log"] is False
     limits = started["app"].state.limits
     assert limits.max_image_bytes == 5000 and limits.max_question_chars == 30
