@@ -105,29 +105,33 @@ def train_full(root: Path, kg: CompiledKG, out: Path, *, text_encoder: Any, imag
             f"link {m['det_link_top1']:.2f}"
             for split, m in parser_metrics.items() if isinstance(m, dict)))
 
+    parsed: dict[Any, list[ObjectObservation]] = {}
+
     def observe(record: Any) -> tuple[torch.Tensor, list[ObjectObservation]]:
+        """The image's pooled vector and parsed objects (parsed once per image: several
+        questions, and the undeclared copy of test-novel-answers, share an image)."""
         grid_tokens, pooled = features[record.image_id]
-        with torch.no_grad():
-            output = parser(grid_tokens.float().unsqueeze(0), grid)
-        detections = parser.parse(output, candidate_matrix,
-                                  [str(i) for i in candidate_index], grid_size=grid)[0]
-        observations = observations_from_detections(detections, output.embeddings[0])
-        return pooled, observations
+        if record.image_id not in parsed:
+            with torch.no_grad():
+                output = parser(grid_tokens.float().unsqueeze(0), grid)
+            detections = parser.parse(output, candidate_matrix,
+                                      [str(i) for i in candidate_index], grid_size=grid)[0]
+            parsed[record.image_id] = observations_from_detections(detections,
+                                                                   output.embeddings[0])
+        return pooled, parsed[record.image_id]
 
     train_space = training_answer_space(load_vqa(root, "train"), kg)
     train_graph, deployed_graph = answer_space_configs(default_graph_config(), train_space,
                                                        declared_answers)
-    data = {}
-    for split in SPLITS:
-        data[split] = make_examples(load_vqa(root, split), kg, observe, text_encoder.embed,
-                                    node_cache, train_graph if split == "train"
-                                    else deployed_graph,
-                                    text_tokens=text_encoder.token_embeddings)
-    undeclared = UNDECLARED_SPLIT if deployed_graph != train_graph else None
-    if undeclared:
-        data[undeclared] = make_examples(load_vqa(root, "test-novel-answers"), kg, observe,
-                                         text_encoder.embed, node_cache, train_graph,
-                                         text_tokens=text_encoder.token_embeddings)
+    # (name, split read, graph configuration): the evaluated splits see the declared answers;
+    # test-novel-answers is scored once more with the training answers alone
+    plan = [(split, split, train_graph if split == "train" else deployed_graph)
+            for split in SPLITS]
+    if deployed_graph != train_graph:
+        plan.append((UNDECLARED_SPLIT, "test-novel-answers", train_graph))
+    data = {name: make_examples(load_vqa(root, split), kg, observe, text_encoder.embed,
+                                node_cache, config, text_tokens=text_encoder.token_embeddings)
+            for name, split, config in plan}
     log(f"questions prepared in {time.perf_counter() - started:.0f} s")
     kg_vocab, all_vocab = build_vocabularies(data["train"])
     names = surface_forms(data["train"])
@@ -143,7 +147,7 @@ def train_full(root: Path, kg: CompiledKG, out: Path, *, text_encoder: Any, imag
         train_model(model, data["train"], epochs=epochs,
                     on_epoch=lambda e, m, tag=tag: log(f"{tag} epoch {e}: {m}"))
         metrics[tag] = {"train_seconds": round(time.perf_counter() - t0, 1)}
-        for split in [*SPLITS[1:], *([undeclared] if undeclared and use_kg else [])]:
+        for split in [name for name, *_ in plan[1:] if use_kg or name in SPLITS]:
             res = evaluate(model, data[split], kg, names)
             metrics[tag][split] = {"accuracy": round(res.accuracy, 2),
                                    "per_family": {k: round(v, 2)
