@@ -342,12 +342,11 @@ class KGMM:
         fresh: dict[str, tuple[Any, list[Any]]] = {}
         with torch.no_grad():
             features = p.image_encoder.encode([images[i] for i in chunk])
-            output = p.parser(features.tokens, features.grid_size)
+            output = p.parser(features.tokens, features.grid_size, features.detail)
         if self._entity_matrix is None:
             self._entity_matrix = p.node_embeddings(p.parser_entities)
         ids = [str(i) for i in p.parser_entities]
-        detections = p.parser.parse(output, self._entity_matrix, ids,
-                                    grid_size=features.grid_size)
+        detections = p.parser.parse(output, self._entity_matrix, ids)
         for row, key in enumerate(todo):
             pooled = features.pooled[row].float()
             logits = features.logits[row:row + 1] if features.logits is not None else None

@@ -50,10 +50,11 @@ def calibrate_detection(parser: SceneParser, features: Tensor, targets: SceneTar
                         entity_embeddings: Tensor, scenes: Sequence[Mapping[str, Any]],
                         entity_ids: Sequence[str], *, grid_size: Sequence[int] | None = None,
                         thresholds: Sequence[float] = THRESHOLDS,
-                        nms_ious: Sequence[float] = NMS_IOUS) -> DetectionCalibration:
+                        nms_ious: Sequence[float] = NMS_IOUS,
+                        detail: Tensor | None = None) -> DetectionCalibration:
     """Set ``parser.config.objectness_threshold`` and ``nms_iou`` to the validation-F1-best
-    pair of the grid (``features`` / ``targets`` / ``scenes``: the validation scenes) and
-    return it with its scores."""
+    pair of the grid (``features`` / ``targets`` / ``scenes`` / ``detail``: the validation
+    scenes) and return it with its scores."""
     if not scenes:
         raise ValueError("calibration needs at least one validation scene")
     best: DetectionCalibration | None = None
@@ -63,7 +64,7 @@ def calibrate_detection(parser: SceneParser, features: Tensor, targets: SceneTar
             parser.config.nms_iou = float(iou)
             res = evaluate_scene_parser(parser, features, targets, entity_embeddings,
                                         scenes=scenes, entity_ids=entity_ids,
-                                        grid_size=grid_size)
+                                        grid_size=grid_size, detail=detail)
             p, r = res["det_precision"], res["det_recall"]
             found = DetectionCalibration(float(threshold), float(iou), p, r, _f1(p, r))
             if best is None or found.f1 > best.f1:

@@ -32,6 +32,19 @@ where :math:`\mathbf{p}_c` is a learned position encoding (bilinearly resized wh
 differs from ``config.grid_size``) and each MLP is Linear-GELU-Dropout-Linear (two heads:
 sharing one MLP made objectness generalise worse).
 
+**Two scales** (``config.detail_dim > 0``). With the encoder's finer map
+:math:`\mathbf{d}` (``ImageFeatures.detail``, stride 16: 14×14 at 224 px) the cells are those
+of the finer grid, and each reads its own detail feature plus the coarse token it lies in
+(nearest upsampling :math:`\uparrow`, a feature-pyramid lateral connection):
+
+.. math::
+    \mathbf{u}_c = \big(\uparrow W_u\,\mathrm{LN}(\mathbf{x})\big)_c
+    + W_d\,\mathrm{LN}_d(\mathbf{d}_c)
+
+The coarse tokens carry what the object is, the fine map where it is: on the OpenMoji-scenes
+benchmark the 14×14 grid finds 98 % of the objects and links 97 % of them correctly, against
+81 % and 83 % from the 7×7 tokens alone (two neighbouring emoji often share a 7×7 cell).
+
 **Targets** (:func:`scene_parser_targets`, from the benchmark's scene graphs): the cell holding
 an object's box centre is positive with the object's synset; box targets are given to that
 cell and to every cell whose centre lies inside the object's box. **Loss**
@@ -133,6 +146,9 @@ class SceneParserConfig:
         nms_iou: a stronger neighbour suppresses a cell only if their boxes have at least
             this IoU (0 = always: plain local-maximum peak picking).
         top_k: entities listed per detection.
+        detail_dim: channels of the encoder's finer map read as a second scale (0 = tokens
+            only; see "Two scales" in the module docstring). ``grid_size`` is then the fine
+            grid.
     """
 
     feature_dim: int = 1280
@@ -151,11 +167,14 @@ class SceneParserConfig:
     nms_radius: int = 1
     nms_iou: float = 0.0
     top_k: int = 5
+    detail_dim: int = 0
 
     def __post_init__(self) -> None:
         self.grid_size = (int(self.grid_size[0]), int(self.grid_size[1]))
-        if min(self.grid_size) < 1 or self.max_objects < 1 or self.nms_radius < 0:
-            raise ValueError("grid_size and max_objects must be positive, nms_radius >= 0")
+        if min(self.grid_size) < 1 or self.max_objects < 1 or self.nms_radius < 0 \
+                or self.detail_dim < 0:
+            raise ValueError("grid_size and max_objects must be positive, nms_radius and "
+                             "detail_dim >= 0")
         if not 0.0 <= self.objectness_threshold <= 1.0 or not 0.0 <= self.nms_iou <= 1.0:
             raise ValueError("objectness_threshold and nms_iou must be in [0, 1]")
 
@@ -318,7 +337,8 @@ def _mlp(width: int, hidden: int, out: int, dropout: float) -> nn.Sequential:
 class SceneParser(nn.Module):
     r"""Objectness, box and KG-entity embedding per grid cell (see the module docstring).
 
-    Shapes: ``forward(tokens [B, P, D], grid_size=(h, w))`` -> :class:`SceneParserOutput`;
+    Shapes: ``forward(tokens [B, P, D], grid_size=(h, w), detail=None)`` ->
+    :class:`SceneParserOutput` (with ``detail [B, D_d, H, W]`` its grid is ``(H, W)``);
     ``link(z [..., E], entity_embeddings [K, E]) -> [..., K]``.
     """
 
@@ -330,6 +350,8 @@ class SceneParser(nn.Module):
         self.config = c = config
         self.norm = nn.LayerNorm(c.feature_dim)
         self.cell = nn.Linear(c.feature_dim, c.cell_dim)
+        self.detail_norm = nn.LayerNorm(c.detail_dim) if c.detail_dim else None
+        self.detail_cell = nn.Linear(c.detail_dim, c.cell_dim) if c.detail_dim else None
         self.context = nn.Conv2d(c.cell_dim, c.context_dim, kernel_size=3, padding=1)
         self.position = nn.Parameter(torch.empty(c.pos_dim, *c.grid_size))
         width = c.cell_dim + c.context_dim + c.pos_dim
@@ -342,6 +364,9 @@ class SceneParser(nn.Module):
     def reset_parameters(self) -> None:
         self.norm.reset_parameters()
         self.cell.reset_parameters()
+        if self.detail_norm is not None and self.detail_cell is not None:
+            self.detail_norm.reset_parameters()
+            self.detail_cell.reset_parameters()
         self.context.reset_parameters()
         nn.init.normal_(self.position, std=0.02)
         for m in (*self.detect, *self.embed):
@@ -363,15 +388,26 @@ class SceneParser(nn.Module):
                                 align_corners=False)[0]
         return pos.flatten(1).T  # [P, pos_dim]
 
-    def forward(self, tokens: Tensor, grid_size: Sequence[int] | None = None
-                ) -> SceneParserOutput:
+    def forward(self, tokens: Tensor, grid_size: Sequence[int] | None = None,
+                detail: Tensor | None = None) -> SceneParserOutput:
         if tokens.dim() != 3 or tokens.shape[-1] != self.config.feature_dim:
             raise ValueError(f"tokens must be [B, P, {self.config.feature_dim}], "
                              f"got {tuple(tokens.shape)}")
         b, p, _ = tokens.shape
         h, w = _grid(p, grid_size)
-        u = self.cell(self.norm(tokens))                                   # [B, P, C]
-        n = F.gelu(self.context(u.transpose(1, 2).reshape(b, -1, h, w)))
+        u_map = self.cell(self.norm(tokens)).transpose(1, 2).reshape(b, -1, h, w)
+        if self.detail_norm is not None and self.detail_cell is not None:
+            d = self.config.detail_dim
+            if detail is None or detail.dim() != 4 or detail.shape[:2] != (b, d):
+                raise ValueError(f"this parser reads a detail map [{b}, {d}, H, W] besides the "
+                                 f"tokens (ImageFeatures.detail), got "
+                                 f"{None if detail is None else tuple(detail.shape)}")
+            h, w = int(detail.shape[-2]), int(detail.shape[-1])
+            fine = self.detail_cell(self.detail_norm(detail.flatten(2).transpose(1, 2)))
+            u_map = F.interpolate(u_map, size=(h, w), mode="nearest") \
+                + fine.transpose(1, 2).reshape(b, -1, h, w)
+        u = u_map.flatten(2).transpose(1, 2)                               # [B, P, C]
+        n = F.gelu(self.context(u_map))
         n = n.flatten(2).transpose(1, 2)                                   # [B, P, Cc]
         pos = self._position((h, w)).to(u.dtype).expand(b, -1, -1)
         x = torch.cat([u, n, pos], dim=-1)
@@ -395,16 +431,18 @@ class SceneParser(nn.Module):
               entity_ids: Sequence[str] | None = None, *, grid_size: Sequence[int] | None = None,
               threshold: float | None = None, max_objects: int | None = None,
               top_k: int | None = None, nms_iou: float | None = None,
-              entity_bias: Tensor | None = None) -> list[list[Detection]]:
+              entity_bias: Tensor | None = None, detail: Tensor | None = None
+              ) -> list[list[Detection]]:
         """Detections per image, each linked to its top candidate entities.
 
         Args:
-            features: ``ImageFeatures`` (``tokens`` and ``grid_size`` are used), a
-                ``[B, P, D]`` tensor, or a precomputed :class:`SceneParserOutput`.
+            features: ``ImageFeatures`` (``tokens``, ``grid_size`` and ``detail`` are used),
+                a ``[B, P, D]`` tensor, or a precomputed :class:`SceneParserOutput`.
             entity_embeddings: ``[K, E]`` text embeddings of the candidates (None: no linking).
             entity_ids: the ``K`` ids, in the same order (default ``"0"…"K-1"``).
             grid_size / threshold / max_objects / top_k / nms_iou: override the config.
             entity_bias: ``[K]`` added to the linking scores (see :meth:`link`).
+            detail: the finer map for a tensor ``features`` (two-scale parsers).
 
         Returns:
             For each image, its detections sorted by objectness (descending).
@@ -419,10 +457,11 @@ class SceneParser(nn.Module):
         else:
             tokens = getattr(features, "tokens", features)
             grid_size = grid_size or getattr(features, "grid_size", None)
+            detail = getattr(features, "detail", None) if detail is None else detail
             was_training = self.training
             self.eval()
             try:
-                out = self(tokens, grid_size)
+                out = self(tokens, grid_size, detail)
             finally:
                 self.train(was_training)
         ids = list(entity_ids) if entity_ids is not None else None
@@ -612,6 +651,7 @@ def train_scene_parser(parser: SceneParser, features: Tensor, targets: SceneTarg
                        entity_embeddings: Tensor, epochs: int = 15, lr: float = 2e-3,
                        batch_size: int = 32, seed: int = 0, *, weight_decay: float = 0.01,
                        grid_size: Sequence[int] | None = None,
+                       detail: Tensor | None = None,
                        callback: Callable[[dict[str, float]], None] | None = None,
                        **loss_weights: float) -> list[dict[str, float]]:
     """Train ``parser`` on cached frozen features: AdamW, one-cycle learning rate, shuffled
@@ -624,6 +664,8 @@ def train_scene_parser(parser: SceneParser, features: Tensor, targets: SceneTarg
             (``targets.entity`` indexes its rows).
         epochs / lr / batch_size / seed / weight_decay: the optimisation.
         grid_size: ``(h, w)`` when ``P`` is not a square.
+        detail: ``[N, D_d, H, W]`` finer maps for a two-scale parser; ``targets`` are then
+            on the ``H×W`` grid.
         callback: called with each epoch's record.
         loss_weights: ``nce_weight``, ``candidate_weight``, ``box_weight``
             (:func:`scene_parser_loss`).
@@ -633,6 +675,8 @@ def train_scene_parser(parser: SceneParser, features: Tensor, targets: SceneTarg
     """
     n, p, _ = features.shape
     grid = _grid(p, grid_size)
+    if detail is not None:
+        p = int(detail.shape[-2]) * int(detail.shape[-1])
     if targets.objectness.shape != (n, p):
         raise ValueError(f"targets must be [{n}, {p}], got {tuple(targets.objectness.shape)}")
     if bool((targets.entity >= entity_embeddings.shape[0]).any()):
@@ -653,7 +697,9 @@ def train_scene_parser(parser: SceneParser, features: Tensor, targets: SceneTarg
         batches = 0
         for idx in torch.randperm(n, generator=generator).split(batch_size):
             batch = SceneTargets(*(v[idx].to(device) for v in targets))
-            out = parser(features[idx].to(device), grid)
+            out = parser(features[idx].to(device), grid,
+                         None if detail is None
+                         else detail[idx].to(device=device, dtype=features.dtype))
             loss, terms = scene_parser_loss(parser, out, batch, entity_embeddings,
                                             **loss_weights)
             optimizer.zero_grad(set_to_none=True)
@@ -752,6 +798,7 @@ def evaluate_scene_parser(parser: SceneParser, features: Tensor, targets: SceneT
                           eval_entities: Sequence[str] | None = None, margin: float = 0.0,
                           grid_size: Sequence[int] | None = None,
                           entity_bias: Tensor | None = None,
+                          detail: Tensor | None = None,
                           batch_size: int = 256) -> dict[str, float]:
     """Accuracy of a parser on cached features.
 
@@ -766,10 +813,13 @@ def evaluate_scene_parser(parser: SceneParser, features: Tensor, targets: SceneT
     :func:`match_detections`: ``det_precision`` (matched / detections), ``det_recall``
     (matched / objects) and ``det_link_top1`` (matched detections whose top entity is the
     object's synset, over matched objects in ``eval_entities``; ``det_linked`` counts them).
-    ``entity_bias`` is passed to :meth:`SceneParser.link`.
+    ``entity_bias`` is passed to :meth:`SceneParser.link`; ``detail`` ``[N, D_d, H, W]``
+    feeds a two-scale parser.
     """
     parser.eval()
-    chunks = [parser(features[i:i + batch_size], grid_size)
+    chunks = [parser(features[i:i + batch_size], grid_size,
+                     None if detail is None
+                     else detail[i:i + batch_size].to(features.dtype))
               for i in range(0, features.shape[0], batch_size)]
     out = SceneParserOutput(torch.cat([c.objectness for c in chunks]),
                             torch.cat([c.boxes for c in chunks]),

@@ -1,8 +1,10 @@
 """Training a complete model from a benchmark folder: perception, reasoning, baseline, report.
 
-1. Frozen encoders: EfficientNet-Lite0 grid + pooled features of every image (once), MiniLM
+1. Frozen encoders: EfficientNet-Lite0 grid, detail map and pooled features of every image
+   (once), MiniLM
    sentence vectors of every question (once), node texts on demand (cached on disk).
-2. The scene parser is trained on the train split's scene graphs against the text
+2. The scene parser (two scales where the encoder has a detail map) is trained on the train
+   split's scene graphs against the text
    embeddings of the train objects' synsets; at test time it links against every object
    synset of the benchmark (novel ones included: zero-shot).
 3. Every question's reasoning graph is built from the *parsed* objects (not the stored scene
@@ -72,6 +74,9 @@ def train_full(root: Path, kg: CompiledKG, out: Path, *, text_encoder: Any, imag
         declared_answers = manifest_categories(manifest)
     features = encode_images(root, SPLITS, image_encoder)
     grid = tuple(image_encoder.encode([_blank(image_encoder)]).grid_size)
+    some = next(iter(features.values()))
+    # the parser's cells: the detail map's where the encoder has one, else the tokens'
+    parse_grid = grid if some.detail is None else tuple(some.detail.shape[-2:])
     log(f"image features: {len(features)} images in {time.perf_counter() - started:.0f} s")
 
     scenes = {split: load_scenes(root, split) for split in SPLITS}
@@ -81,17 +86,19 @@ def train_full(root: Path, kg: CompiledKG, out: Path, *, text_encoder: Any, imag
                           for o in s["objects"] if kg.find_index(o["synset_id"]) is not None})
     train_index = {e: i for i, e in enumerate(train_objects)}
     train_ids = list(scenes["train"])
-    targets = stack_targets([scene_parser_targets(scenes["train"][i], grid,
+    targets = stack_targets([scene_parser_targets(scenes["train"][i], parse_grid,
                                                   entity_index=train_index)
                              for i in train_ids])
-    tokens = torch.stack([features[i][0].float() for i in train_ids])
-    parser = SceneParser(SceneParserConfig(feature_dim=tokens.shape[-1],
-                                           embed_dim=text_encoder.dim, grid_size=grid))
+    tokens, detail = _stacked_features(features, train_ids)
+    parser = SceneParser(SceneParserConfig(
+        feature_dim=tokens.shape[-1], embed_dim=text_encoder.dim, grid_size=parse_grid,
+        detail_dim=0 if detail is None else int(detail.shape[1])))
     train_embeddings = node_cache([kg.index_of(e) for e in train_objects])
     t0 = time.perf_counter()
     train_scene_parser(parser, tokens, targets, train_embeddings, epochs=parser_epochs,
-                       grid_size=grid)
-    log(f"scene parser: {len(train_ids)} scenes, {parser_epochs} epochs in "
+                       grid_size=grid, detail=detail)
+    log(f"scene parser: {len(train_ids)} scenes, {parse_grid[0]}×{parse_grid[1]} cells, "
+        f"{parser_epochs} epochs in "
         f"{time.perf_counter() - t0:.0f} s")
     parser.eval()
     candidate_index = [kg.index_of(e) for e in all_objects]
@@ -110,15 +117,16 @@ def train_full(root: Path, kg: CompiledKG, out: Path, *, text_encoder: Any, imag
     def observe(record: Any) -> tuple[torch.Tensor, list[ObjectObservation]]:
         """The image's pooled vector and parsed objects (parsed once per image: several
         questions, and the undeclared copy of test-novel-answers, share an image)."""
-        grid_tokens, pooled = features[record.image_id]
+        encoded = features[record.image_id]
         if record.image_id not in parsed:
+            tokens, detail = _stacked_features(features, [record.image_id])
             with torch.no_grad():
-                output = parser(grid_tokens.float().unsqueeze(0), grid)
+                output = parser(tokens, grid, detail)
             detections = parser.parse(output, candidate_matrix,
-                                      [str(i) for i in candidate_index], grid_size=grid)[0]
+                                      [str(i) for i in candidate_index])[0]
             parsed[record.image_id] = observations_from_detections(detections,
                                                                    output.embeddings[0])
-        return pooled, parsed[record.image_id]
+        return encoded.pooled, parsed[record.image_id]
 
     train_space = training_answer_space(load_vqa(root, "train"), kg)
     train_graph, deployed_graph = answer_space_configs(default_graph_config(), train_space,
@@ -156,7 +164,7 @@ def train_full(root: Path, kg: CompiledKG, out: Path, *, text_encoder: Any, imag
             log(f"{tag} {split}: {res.accuracy:.1f}")
         models[tag] = model
     node_cache.save()
-    domain = PerceptionDomain.fit(torch.stack([features[i][1] for i in train_ids]))
+    domain = PerceptionDomain.fit(torch.stack([features[i].pooled for i in train_ids]))
     save_model(out, kg=kg, vqa=models["kg"], parser=parser, perception_domain=domain,
                baseline=models["no_kg"],
                parser_entities=all_objects,
@@ -172,6 +180,16 @@ def manifest_categories(manifest: dict[str, Any]) -> list[str]:
     return [c["synset_id"] for c in manifest.get("categories", []) if "synset_id" in c]
 
 
+def _stacked_features(features: dict[Any, Any], ids: Sequence[Any]
+                      ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The tokens ``[N, P, D]`` and detail maps ``[N, D_d, H, W]`` (None where the encoder
+    has none) of the images ``ids``, as float32."""
+    tokens = torch.stack([features[i].tokens.float() for i in ids])
+    if features[ids[0]].detail is None:
+        return tokens, None
+    return tokens, torch.stack([features[i].detail.float() for i in ids])
+
+
 def _calibrate_and_evaluate_parser(parser: Any, features: dict[Any, Any],
                                    scenes: dict[str, dict[Any, Any]], grid: tuple[int, ...],
                                    entities: list[str], entity_matrix: torch.Tensor, *,
@@ -185,25 +203,27 @@ def _calibrate_and_evaluate_parser(parser: Any, features: dict[Any, Any],
 
     index = {e: i for i, e in enumerate(entities)}
 
-    def split_inputs(split: str) -> tuple[torch.Tensor, Any, list[Any]]:
+    def split_inputs(split: str) -> tuple[torch.Tensor, torch.Tensor | None, Any, list[Any]]:
         ids = list(scenes[split])
-        targets = stack_targets([scene_parser_targets(scenes[split][i], grid, entity_index=index)
-                                 for i in ids])
-        return (torch.stack([features[i][0].float() for i in ids]), targets,
-                [scenes[split][i] for i in ids])
+        tokens, detail = _stacked_features(features, ids)
+        parse_grid = grid if detail is None else tuple(detail.shape[-2:])
+        targets = stack_targets([scene_parser_targets(scenes[split][i], parse_grid,
+                                                      entity_index=index) for i in ids])
+        return tokens, detail, targets, [scenes[split][i] for i in ids]
 
     inputs = {split: split_inputs(split) for split in ("val", "test", "test-novel-objects")
               if scenes.get(split)}
     if "val" in inputs:
-        val_features, val_targets, val_scenes = inputs["val"]
+        val_features, val_detail, val_targets, val_scenes = inputs["val"]
         calibrate_detection(parser, val_features, val_targets, entity_matrix, val_scenes,
-                            entities, grid_size=grid)
+                            entities, grid_size=grid, detail=val_detail)
     out: dict[str, Any] = {"objectness_threshold": parser.config.objectness_threshold,
                            "nms_iou": parser.config.nms_iou}
     keys = ("det_precision", "det_recall", "det_link_top1")
-    for split, (split_features, targets, split_scenes) in inputs.items():
+    for split, (split_features, split_detail, targets, split_scenes) in inputs.items():
         res = evaluate_scene_parser(parser, split_features, targets, entity_matrix,
                                     scenes=split_scenes, entity_ids=entities, grid_size=grid,
+                                    detail=split_detail,
                                     eval_entities=novel if split == "test-novel-objects" and novel
                                     else None)
         out[split] = {k: round(float(res[k]), 4) for k in keys}

@@ -17,7 +17,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -233,13 +233,28 @@ def default_config(kg: CompiledKG, vocab_itos: list[str], *, use_kg: bool, image
         question_pool_heads=question_pool_heads)
 
 
+class EncodedImage(NamedTuple):
+    """One image's frozen features, as the scene parser and the reasoner read them.
+
+    Attributes:
+        tokens: grid tokens ``[P, D]`` float16 (None when not kept).
+        pooled: the pooled vector ``[D]`` float32.
+        detail: the encoder's finer map ``[D_d, H, W]`` float16 (None when it has none or it
+            was not kept).
+    """
+
+    tokens: torch.Tensor | None
+    pooled: torch.Tensor
+    detail: torch.Tensor | None = None
+
+
 def encode_images(root: Path, splits: tuple[str, ...], encoder: Any, batch_size: int = 32,
-                  *, tokens: bool = True) -> dict[Any, tuple[torch.Tensor | None, torch.Tensor]]:
-    """``image_id → (grid tokens [P, D] float16, or None without ``tokens``; pooled [D])`` for
-    every image of the splits."""
+                  *, tokens: bool = True) -> dict[Any, EncodedImage]:
+    """``image_id →`` :class:`EncodedImage` for every image of the splits (``tokens=False``:
+    the pooled vectors only)."""
     from .inputs import load_image
 
-    out: dict[Any, tuple[torch.Tensor | None, torch.Tensor]] = {}
+    out: dict[Any, EncodedImage] = {}
     for split in splits:
         paths = {r.image_id: r.image_path for r in load_vqa(root, split)}
         ids = [i for i in paths if i not in out]
@@ -248,8 +263,10 @@ def encode_images(root: Path, splits: tuple[str, ...], encoder: Any, batch_size:
             with torch.no_grad():
                 features = encoder.encode([load_image(paths[i]) for i in chunk])
             for k, image_id in enumerate(chunk):
-                out[image_id] = (features.tokens[k].half() if tokens else None,
-                                 features.pooled[k].float())
+                detail = features.detail[k].half() \
+                    if tokens and features.detail is not None else None
+                out[image_id] = EncodedImage(features.tokens[k].half() if tokens else None,
+                                             features.pooled[k].float(), detail)
     return out
 
 
@@ -257,7 +274,7 @@ def image_vectors(root: Path, splits: Sequence[str], encoder: Any,
                   batch_size: int = 32) -> dict[Any, torch.Tensor]:
     """Pooled image features of every image of the splits, by image id (frozen encoder)."""
     features = encode_images(root, tuple(splits), encoder, batch_size, tokens=False)
-    return {image_id: pooled for image_id, (_, pooled) in features.items()}
+    return {image_id: encoded.pooled for image_id, encoded in features.items()}
 
 
 def run(root: Path, kg: CompiledKG, text_encoder: Any, node_cache: Any, *, epochs: int = 30,

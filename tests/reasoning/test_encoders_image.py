@@ -63,6 +63,29 @@ def test_lite0_shapes_and_defaults(lite0: ImageEncoder, photos: list[Image.Image
     assert small.tokens.shape == (2, 16, 1280) and small.grid_size == (4, 4)
 
 
+def test_lite0_detail_map_is_the_last_stride16_block(photos: list[Image.Image]) -> None:
+    enc = build_image_encoder("efficientnet-lite0", inference_dtype="float32")
+    x = enc.preprocess(photos)
+    out = enc.encode(x)
+    assert out.detail is not None and out.detail.shape == (2, 112, 14, 14)
+    with torch.no_grad():  # the package's own blocks, BN unfolded: stem, then blocks 0..10
+        net = enc.net.eval()
+        ref = net._swish(net._bn0(net._conv_stem(x)))
+        for block in net._blocks[:11]:
+            ref = block(ref)
+        assert torch.allclose(out.detail, ref, atol=1e-3)
+        assert torch.allclose(out.tokens, net.extract_features(x).flatten(2).transpose(1, 2),
+                              atol=1e-3)
+    # "same" padding rounds up: 200 px -> 13×13 detail under a 7×7 grid
+    odd = enc.encode(enc.preprocess(photos, 200))
+    assert odd.detail.shape == (2, 112, 13, 13) and odd.grid_size == (7, 7)
+    # trainable: the detail map carries gradients to the stem
+    tuned = build_image_encoder("efficientnet-lite0", frozen=False, image_size=128)
+    tuned.train()
+    tuned.encode(photos[:1]).detail.sum().backward()
+    assert tuned.net._conv_stem.weight.grad is not None
+
+
 @pytest.mark.parametrize("size", [224, 128])
 def test_lite0_classifies_real_photos(lite0: ImageEncoder, photos: list[Image.Image],
                                       size: int) -> None:
@@ -172,6 +195,7 @@ def test_resnet50_local_weights_only(tmp_path: Path) -> None:
     x = torch.randn(1, 3, 64, 64)
     out = enc.encode(x)
     assert out.tokens.shape == (1, 4, 2048) and out.grid_size == (2, 2)
+    assert out.detail is not None and out.detail.shape == (1, 1024, 4, 4)  # layer3, stride 16
     with torch.no_grad():
         assert torch.allclose(out.logits, net(x), atol=1e-4)
 
