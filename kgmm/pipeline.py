@@ -342,25 +342,39 @@ class KGMM:
         fresh: dict[str, tuple[Any, list[Any]]] = {}
         with torch.no_grad():
             features = p.image_encoder.encode([images[i] for i in chunk])
-            output = p.parser(features.tokens, features.grid_size, features.detail)
         if self._entity_matrix is None:
             self._entity_matrix = p.node_embeddings(p.parser_entities)
         ids = [str(i) for i in p.parser_entities]
-        detections = p.parser.parse(output, self._entity_matrix, ids)
+        # only the detected cells go through the embedding head and the linking
+        detections = self._inference_parser().parse(features, self._entity_matrix, ids)
         for row, key in enumerate(todo):
             pooled = features.pooled[row].float()
             logits = features.logits[row:row + 1] if features.logits is not None else None
             if self._domain is not None and not self._domain.contains(pooled):
                 observations = self._imagenet_observations(logits)
             else:
-                observations = observations_from_detections(detections[row],
-                                                            output.embeddings[row])
+                observations = observations_from_detections(detections[row])
                 if not observations:
                     observations = self._imagenet_observations(logits)
             fresh[key] = (pooled, observations)
             self._features.put(key, fresh[key])
         return [results[i] if results[i] is not None else fresh[key]
                 for i, key in enumerate(keys)]
+
+    def _inference_parser(self) -> Any:
+        """The scene parser in the image tower's inference precision (bfloat16 where the
+        hardware computes it natively, see :mod:`kgmm.reasoning.encoders.precision`): a copy
+        made on first use and again when the weights or that precision change."""
+        from kgmm.reasoning.encoders.precision import resolve_inference_dtype
+
+        parser = self.parts.parser
+        device = next(parser.parameters()).device
+        dtype = resolve_inference_dtype(self.parts.image_encoder.config.inference_dtype, device)
+        key = (id(parser), dtype, sum(int(t._version) for t in parser.parameters()))
+        cached = self.__dict__.get("_parser_copy")
+        if cached is None or cached[0] != key:
+            self.__dict__["_parser_copy"] = cached = (key, parser.inference_copy(dtype))
+        return cached[1]
 
     def _imagenet_observations(self, logits: Any) -> list[Any]:
         """The fallback when the scene parser sees no object (another picture style, a real

@@ -117,10 +117,12 @@ class ObjectObservation:
 
 
 def observations_from_detections(detections: Sequence[Any],
-                                 cell_embeddings: Tensor) -> list[ObjectObservation]:
+                                 cell_embeddings: Tensor | None = None
+                                 ) -> list[ObjectObservation]:
     """Scene-parser detections as observations: candidate scores become probabilities
     (softmax over the listed candidates, ids are KG indices as strings) and each object keeps
-    its cell's embedding (``cell_embeddings [P, E]``)."""
+    its cell's embedding (the detection's own, or row ``cell`` of ``cell_embeddings [P, E]``
+    when given)."""
     out = []
     for det in detections:
         scores = torch.tensor([s for _, s in det.entities])
@@ -128,7 +130,8 @@ def observations_from_detections(detections: Sequence[Any],
         out.append(ObjectObservation(
             x=det.center[0], y=det.center[1], objectness=det.objectness,
             candidates=[(int(e), p) for (e, _), p in zip(det.entities, probs, strict=True)],
-            embedding=cell_embeddings[det.cell].float(),
+            embedding=(det.embedding if cell_embeddings is None
+                       else cell_embeddings[det.cell]).float(),
             box=tuple(float(v) for v in det.box)))
     return out
 
@@ -198,6 +201,15 @@ class GraphConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> GraphConfig:
+        """The inverse of :meth:`to_dict`.
+
+        Raises:
+            ValueError: a field this version does not know (a model saved by a newer kgmm).
+        """
+        unknown = sorted(set(data) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"unknown graph configuration fields {unknown} (saved by a newer "
+                             "kgmm?)")
         return cls(**{**data, "relations": tuple(data.get("relations", STRUCTURAL)),
                       "answer_space": tuple(data.get("answer_space", ()))})
 

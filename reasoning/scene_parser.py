@@ -228,6 +228,7 @@ class Detection:
         box: ``(x0, y0, x1, y1)`` in ``[0, 1]`` (clipped to the image).
         objectness: :math:`\\sigma(o_c)`.
         entities: ``[(entity_id, score), ...]``, best first; score = :math:`s_{c,k}`.
+        embedding: the cell's :math:`\\mathbf{z}_c` ``[E]`` (not compared by ``==``).
     """
 
     cell: int
@@ -235,6 +236,7 @@ class Detection:
     box: tuple[float, float, float, float]
     objectness: float
     entities: list[tuple[str, float]] = field(default_factory=list)
+    embedding: Tensor | None = field(default=None, compare=False, repr=False)
 
     @property
     def entity_id(self) -> str | None:
@@ -302,26 +304,23 @@ def peak_mask(prob: Tensor, grid_size: Sequence[int], radius: int = 1,
     """
     h, w = int(grid_size[0]), int(grid_size[1])
     b = prob.shape[0]
-    keep = torch.ones(b, h, w, dtype=torch.bool, device=prob.device)
     if radius <= 0:
-        return keep.reshape(b, h * w)
+        return torch.ones(b, h * w, dtype=torch.bool, device=prob.device)
+    k = 2 * radius + 1
+    centre = k * k // 2  # window position of the cell itself; those before it come earlier
     p = prob.reshape(b, h, w)
-    p_pad = F.pad(p, (radius,) * 4, value=-math.inf)
-    gated = boxes is not None and iou > 0.0
-    if gated:
+    # every cell's window as a last dimension, row-major: [B, H, W, k·k]
+    window = F.pad(p, (radius,) * 4, value=-math.inf).unfold(1, k, 1).unfold(2, k, 1)
+    window = window.reshape(b, h, w, k * k)
+    earlier = torch.arange(k * k, device=prob.device) < centre
+    stronger = (window > p[..., None]) | ((window == p[..., None]) & earlier)
+    stronger[..., centre] = False
+    if boxes is not None and iou > 0.0:
         bx = boxes.reshape(b, h, w, 4)
-        bx_pad = F.pad(bx.permute(0, 3, 1, 2), (radius,) * 4).permute(0, 2, 3, 1)
-    for dy in range(-radius, radius + 1):
-        for dx in range(-radius, radius + 1):
-            if dy == 0 and dx == 0:
-                continue
-            q = p_pad[:, radius + dy:radius + dy + h, radius + dx:radius + dx + w]
-            earlier = dy < 0 or (dy == 0 and dx < 0)
-            stronger = (q > p) | (q == p) if earlier else q > p
-            if gated:
-                nb = bx_pad[:, radius + dy:radius + dy + h, radius + dx:radius + dx + w]
-                stronger &= box_iou(bx, nb) >= iou
-            keep &= ~stronger
+        nb = F.pad(bx.permute(0, 3, 1, 2), (radius,) * 4).unfold(2, k, 1).unfold(3, k, 1)
+        nb = nb.reshape(b, 4, h, w, k * k).permute(0, 2, 3, 4, 1)        # [B, H, W, k·k, 4]
+        stronger &= box_iou(bx[..., None, :], nb) >= iou
+    keep = ~stronger.any(dim=-1)
     return keep.reshape(b, h * w)
 
 
@@ -390,11 +389,23 @@ class SceneParser(nn.Module):
 
     def forward(self, tokens: Tensor, grid_size: Sequence[int] | None = None,
                 detail: Tensor | None = None) -> SceneParserOutput:
+        x, grid = self._cells(tokens, grid_size, detail)
+        det = self.detect(x)
+        z = F.normalize(self.embed(x), dim=-1)
+        return SceneParserOutput(det[..., 0], det[..., 1:], z, grid)
+
+    def _cells(self, tokens: Tensor, grid_size: Sequence[int] | None,
+               detail: Tensor | None) -> tuple[Tensor, tuple[int, int]]:
+        """The cell features :math:`\\mathbf{h}_c` ``[B, P, W]`` both heads read, and the
+        grid."""
         if tokens.dim() != 3 or tokens.shape[-1] != self.config.feature_dim:
             raise ValueError(f"tokens must be [B, P, {self.config.feature_dim}], "
                              f"got {tuple(tokens.shape)}")
         b, p, _ = tokens.shape
         h, w = _grid(p, grid_size)
+        dtype = self.cell.weight.dtype  # a reduced-precision copy reads its own dtype
+        tokens = tokens.to(dtype)
+        detail = None if detail is None else detail.to(dtype)
         u_map = self.cell(self.norm(tokens)).transpose(1, 2).reshape(b, -1, h, w)
         if self.detail_norm is not None and self.detail_cell is not None:
             d = self.config.detail_dim
@@ -410,10 +421,7 @@ class SceneParser(nn.Module):
         n = F.gelu(self.context(u_map))
         n = n.flatten(2).transpose(1, 2)                                   # [B, P, Cc]
         pos = self._position((h, w)).to(u.dtype).expand(b, -1, -1)
-        x = torch.cat([u, n, pos], dim=-1)
-        det = self.detect(x)
-        z = F.normalize(self.embed(x), dim=-1)
-        return SceneParserOutput(det[..., 0], det[..., 1:], z, (h, w))
+        return torch.cat([u, n, pos], dim=-1), (h, w)
 
     def link(self, z: Tensor, entity_embeddings: Tensor, bias: Tensor | None = None) -> Tensor:
         r"""Linking scores :math:`s_k = e^t\,\mathbf{z}^\top\hat{\mathbf{e}}_k + \beta_k`:
@@ -444,16 +452,26 @@ class SceneParser(nn.Module):
             entity_bias: ``[K]`` added to the linking scores (see :meth:`link`).
             detail: the finer map for a tensor ``features`` (two-scale parsers).
 
+        A parser whose weights are bfloat16 (:meth:`inference_copy`) runs its layers in
+        bfloat16; boxes, peaks and linking are computed in float32 either way.
+
         Returns:
-            For each image, its detections sorted by objectness (descending).
+            For each image, its detections sorted by objectness (descending), each with its
+            cell's embedding. From features (not a precomputed output) only the detected
+            cells go through the embedding head and the linking.
         """
         cfg = self.config
         threshold = cfg.objectness_threshold if threshold is None else threshold
         max_objects = cfg.max_objects if max_objects is None else max_objects
         top_k = cfg.top_k if top_k is None else top_k
         nms_iou = cfg.nms_iou if nms_iou is None else nms_iou
+        ids = list(entity_ids) if entity_ids is not None else None
+        if entity_embeddings is not None and ids is not None \
+                and len(ids) != entity_embeddings.shape[0]:
+            raise ValueError(f"{len(ids)} entity ids for {entity_embeddings.shape[0]} embeddings")
+        cell_features: Tensor | None = None
         if isinstance(features, SceneParserOutput):
-            out = features
+            objectness, raw_boxes, grid = features.objectness, features.boxes, features.grid_size
         else:
             tokens = getattr(features, "tokens", features)
             grid_size = grid_size or getattr(features, "grid_size", None)
@@ -461,38 +479,56 @@ class SceneParser(nn.Module):
             was_training = self.training
             self.eval()
             try:
-                out = self(tokens, grid_size, detail)
+                cell_features, grid = self._cells(tokens, grid_size, detail)
+                det = self.detect(cell_features).float()  # decoding is float32
             finally:
                 self.train(was_training)
-        ids = list(entity_ids) if entity_ids is not None else None
-        if entity_embeddings is not None and ids is not None \
-                and len(ids) != entity_embeddings.shape[0]:
-            raise ValueError(f"{len(ids)} entity ids for {entity_embeddings.shape[0]} embeddings")
-        grid = out.grid_size
-        prob = out.objectness.sigmoid()
-        centres, boxes = decode_boxes(out.boxes, grid)
+            objectness, raw_boxes = det[..., 0], det[..., 1:]
+        prob = objectness.sigmoid()
+        centres, boxes = decode_boxes(raw_boxes, grid)
         keep = peak_mask(prob, grid, cfg.nms_radius, boxes, nms_iou) & (prob >= threshold)
-        top = None
-        if entity_embeddings is not None and entity_embeddings.shape[0] > 0:
-            scores = self.link(out.embeddings, entity_embeddings, entity_bias)
-            top = scores.topk(min(top_k, scores.shape[-1]), dim=-1)
-        results: list[list[Detection]] = []
+        chosen = []  # (image, cell) of every detection, images in order, by objectness
         for i in range(prob.shape[0]):
             cells = keep[i].nonzero().flatten()
             cells = cells[prob[i, cells].argsort(descending=True, stable=True)][:max_objects]
-            dets = []
-            for cell in cells.tolist():
-                entities: list[tuple[str, float]] = []
-                if top is not None:
-                    vals, idx = top.values[i, cell].tolist(), top.indices[i, cell].tolist()
-                    entities = [(ids[j] if ids is not None else str(j), float(v))
-                                for v, j in zip(vals, idx, strict=True)]
-                cx, cy = centres[i, cell].tolist()
-                x0, y0, x1, y1 = boxes[i, cell].tolist()
-                dets.append(Detection(cell, (cx, cy), (x0, y0, x1, y1), float(prob[i, cell]),
-                                      entities))
-            results.append(dets)
+            chosen += [(i, cell) for cell in cells.tolist()]
+        rows = torch.tensor([i for i, _ in chosen], dtype=torch.long)
+        cols = torch.tensor([c for _, c in chosen], dtype=torch.long)
+        if cell_features is None:
+            z = features.embeddings[rows, cols]
+        else:
+            was_training = self.training
+            self.eval()
+            try:
+                z = F.normalize(self.embed(cell_features[rows, cols]).float(), dim=-1)
+            finally:
+                self.train(was_training)
+        top = None
+        if entity_embeddings is not None and entity_embeddings.shape[0] > 0 and chosen:
+            scores = self.link(z, entity_embeddings, entity_bias)
+            top = scores.topk(min(top_k, scores.shape[-1]), dim=-1)
+        results: list[list[Detection]] = [[] for _ in range(prob.shape[0])]
+        for k, (i, cell) in enumerate(chosen):
+            entities: list[tuple[str, float]] = []
+            if top is not None:
+                vals, idx = top.values[k].tolist(), top.indices[k].tolist()
+                entities = [(ids[j] if ids is not None else str(j), float(v))
+                            for v, j in zip(vals, idx, strict=True)]
+            cx, cy = centres[i, cell].tolist()
+            x0, y0, x1, y1 = boxes[i, cell].tolist()
+            results[i].append(Detection(cell, (cx, cy), (x0, y0, x1, y1), float(prob[i, cell]),
+                                        entities, z[k]))
         return results
+
+    def inference_copy(self, dtype: torch.dtype) -> SceneParser:
+        """This parser in eval mode with its weights in ``dtype`` (itself for float32), for
+        :meth:`parse` where the hardware computes ``dtype`` natively; a copy, so training and
+        checkpoints keep float32."""
+        if dtype == torch.float32:
+            return self.eval()
+        import copy
+
+        return copy.deepcopy(self).to(dtype).eval()
 
     # -- checkpoints -------------------------------------------------------------------------
 

@@ -107,6 +107,24 @@ def test_every_image_form_and_the_batch_path_agree(model: KGMM, tmp_path) -> Non
     assert batch[1].text == model.answer(image, "Is there a car?").text
 
 
+def test_parser_runs_in_the_image_towers_inference_precision(model: KGMM) -> None:
+    config = model.parts.image_encoder.config
+    saved = config.inference_dtype
+    try:
+        config.inference_dtype = "float32"
+        assert model._inference_parser() is model.parts.parser
+        config.inference_dtype = "bfloat16"
+        fast = model._inference_parser()
+        assert fast is not model.parts.parser and fast.cell.weight.dtype == torch.bfloat16
+        assert model._inference_parser() is fast  # made once
+        with torch.no_grad():  # new weights: a new copy
+            model.parts.parser.cell.bias.add_(0.0)
+        assert model._inference_parser() is not fast
+        assert model.parts.parser.cell.weight.dtype == torch.float32
+    finally:
+        config.inference_dtype = saved
+
+
 def test_module_level_answer_uses_the_given_model(model: KGMM, model_dir) -> None:
     assert answer(_image(), "Is there a cat?", model=model).question == "Is there a cat?"
     assert answer(_image(), "Is there a cat?", model=model_dir).text == model.answer(
@@ -142,6 +160,13 @@ def test_model_directory_errors(model_dir, tmp_path, monkeypatch) -> None:
         KGMM.load(copy)
     manifest["format_version"] = 1
     (copy / "kgmm_model.json").write_text(json.dumps(manifest))
+    # a reasoner configuration from a newer kgmm: a ModelError naming the field
+    vqa_config = json.loads((copy / "vqa" / "config.json").read_text())
+    (copy / "vqa" / "config.json").write_text(json.dumps(
+        {**vqa_config, "graph": {**vqa_config["graph"], "object_mentions": True}}))
+    with pytest.raises(ModelError, match="object_mentions"):
+        KGMM.load(copy)
+    (copy / "vqa" / "config.json").write_text(json.dumps(vqa_config))
     shutil.rmtree(copy / "parser")
     with pytest.raises(ModelError, match="parser is missing"):
         KGMM.load(copy)

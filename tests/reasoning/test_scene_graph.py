@@ -234,3 +234,5 @@ def test_answer_space_column_marks_the_most_specific_answer_space_ancestor(
     assert GraphConfig.from_dict(deployed.to_dict()) == deployed
     with pytest.raises(ValueError, match="answer-space features"):
         GraphConfig().with_answer_space(["ex:dog"])
+    with pytest.raises(ValueError, match=r"unknown graph configuration fields \['colour'\]"):
+        GraphConfig.from_dict({**deployed.to_dict(), "colour": "red"})

@@ -168,6 +168,20 @@ def test_two_scale_parser_reads_the_detail_grid():
     feats = type("Feats", (), {"tokens": tokens, "grid_size": (4, 4), "detail": detail})()
     assert parser.parse(feats, threshold=0.0) == parser.parse(tokens, detail=detail,
                                                               threshold=0.0)
+    # from features only the detected cells are embedded and linked: the same detections,
+    # scores and embeddings as parsing the full forward output
+    entities, ids = torch.randn(7, 16), list("abcdefg")
+    lazy = parser.parse(feats, entities, ids, threshold=0.05, top_k=3)
+    full = parser.parse(out, entities, ids, threshold=0.05, top_k=3)
+    assert 0 < sum(map(len, lazy)) < 2 * 64 and len(lazy) == 2
+    for a_dets, b_dets, z in zip(lazy, full, out.embeddings, strict=True):
+        assert [d.cell for d in a_dets] == [d.cell for d in b_dets]
+        for a, b in zip(a_dets, b_dets, strict=True):
+            assert [e for e, _ in a.entities] == [e for e, _ in b.entities]
+            assert [v for _, v in a.entities] == pytest.approx([v for _, v in b.entities],
+                                                               abs=1e-4)
+            assert torch.allclose(a.embedding, z[a.cell], atol=1e-5)
+            assert torch.allclose(b.embedding, z[b.cell])
     # a tokens-only parser ignores a detail map
     plain = SceneParser(feature_dim=32, embed_dim=16, cell_dim=8, context_dim=8, pos_dim=4,
                         hidden=16, grid_size=(4, 4)).eval()
@@ -269,6 +283,30 @@ def test_peak_mask_local_maxima_plateaus_and_box_gate():
 def _hand_output(prob: torch.Tensor, z: torch.Tensor, grid: tuple[int, int]
                  ) -> SceneParserOutput:
     return SceneParserOutput(torch.logit(prob), torch.zeros(*prob.shape, 4), z, grid)
+
+
+@pytest.mark.parametrize("radius,iou", [(1, 0.0), (1, 0.3), (2, 0.0), (2, 0.2)])
+def test_peak_mask_matches_a_cell_by_cell_reference(radius: int, iou: float):
+    gen = torch.Generator().manual_seed(radius)
+    h, w = 5, 6
+    prob = torch.randint(0, 4, (3, h * w), generator=gen).float() / 4  # many ties
+    centres = torch.rand(3, h * w, 2, generator=gen)
+    boxes = torch.cat([centres - 0.15, centres + 0.15], dim=-1)
+    keep = peak_mask(prob, (h, w), radius, boxes, iou)
+    for b in range(3):
+        for cell in range(h * w):
+            r, c = divmod(cell, w)
+            suppressed = False
+            for rr in range(max(r - radius, 0), min(r + radius + 1, h)):
+                for cc in range(max(c - radius, 0), min(c + radius + 1, w)):
+                    other = rr * w + cc
+                    if other == cell:
+                        continue
+                    stronger = prob[b, other] > prob[b, cell] or (
+                        prob[b, other] == prob[b, cell] and other < cell)
+                    if stronger and (iou <= 0 or box_iou(boxes[b, cell], boxes[b, other]) >= iou):
+                        suppressed = True
+            assert bool(keep[b, cell]) is not suppressed, (b, cell)
 
 
 def test_parse_reads_peaks_boxes_and_top_entities():
@@ -580,6 +618,17 @@ def test_two_scale_parser_finds_more_objects_than_the_tokens_alone(world: World,
     found = {name: r["det_recall"] * r["det_link_top1"] for name, r in (("coarse", coarse),
                                                                        ("fine", fine))}
     REPORT["found_and_linked"] = found
+    # the bfloat16 inference copy (what KGMM uses on bf16 hardware) parses the same objects
+    fast = two_scale.inference_copy(torch.bfloat16)
+    assert fast is not two_scale and two_scale.cell.weight.dtype == torch.float32
+    assert two_scale.inference_copy(torch.float32) is two_scale
+    args = (world.entities[:N_SEEN], world.seen_ids)
+    exact = two_scale.parse(feats, *args, detail=world.detail[1])
+    reduced = fast.parse(feats, *args, detail=world.detail[1])
+    same = sum([(d.cell, d.entity_id) for d in a] == [(d.cell, d.entity_id) for d in b]
+               for a, b in zip(exact, reduced, strict=True))
+    REPORT["bf16_identical_scenes"] = same / len(exact)
+    assert same >= 0.95 * len(exact)
     # measured (seed 0): found and linked 0.66 from the 6×6 tokens, 0.96 with the 12×12 map
     assert fine["det_precision"] >= 0.95 and fine["det_recall"] >= 0.95
     assert fine["det_recall"] >= coarse["det_recall"] + 0.15
