@@ -6,7 +6,9 @@ sentences, EfficientNet-Lite0 grids), so training and evaluation run on these ta
 * ``pooled [N, D]`` float32 — the sentence vector / the pooled image vector;
 * ``tokens [N, L, D]`` float16 — token states (texts, padded/truncated to ``L``) or grid
   cells (images, ``L = h·w``), for the transformer cross-attention re-ranker;
-* ``mask [N, L]`` bool — real tokens (all True for image grids).
+* ``mask [N, L]`` bool — real tokens (all True for image grids);
+* ``detail [N, D', H, W]`` float16 — images only, where the encoder has a finer map
+  (``ImageFeatures.detail``), for a two-scale scene parser.
 
 A :class:`FeatureTable` saved with :meth:`FeatureTable.save` is one safetensors file whose
 metadata holds the item keys and the encoder key; :meth:`FeatureTable.load` refuses a file
@@ -40,6 +42,7 @@ class FeatureTable:
     tokens: Tensor | None = None
     mask: Tensor | None = None
     encoder_key: str = ""
+    detail: Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -53,7 +56,8 @@ class FeatureTable:
         rows = torch.tensor([pos[k] for k in keys], dtype=torch.long)
         return FeatureTable(list(keys), self.pooled[rows],
                             None if self.tokens is None else self.tokens[rows],
-                            None if self.mask is None else self.mask[rows], self.encoder_key)
+                            None if self.mask is None else self.mask[rows], self.encoder_key,
+                            None if self.detail is None else self.detail[rows])
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """One safetensors file (atomic); keys and encoder key in its metadata."""
@@ -65,15 +69,21 @@ class FeatureTable:
         if self.tokens is not None and self.mask is not None:
             tensors["tokens"] = self.tokens.half().contiguous()
             tensors["mask"] = self.mask.to(torch.uint8).contiguous()
+        if self.detail is not None:
+            tensors["detail"] = self.detail.half().contiguous()
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+        # "detail": the table keeps the encoder's finer map whenever it has one
         save_file(tensors, str(tmp), metadata={"keys": json.dumps(self.keys),
-                                               "encoder_key": self.encoder_key})
+                                               "encoder_key": self.encoder_key,
+                                               "detail": "kept"})
         os.replace(tmp, path)
         return path
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], encoder_key: str | None = None) -> FeatureTable:
-        """Read a table written by :meth:`save` (``encoder_key`` given: it must match)."""
+        """Read a table written by :meth:`save` (``encoder_key`` given: it must match, and a
+        table with tokens written before detail maps were kept is refused too, so that
+        :func:`cached` encodes it again)."""
         from safetensors import safe_open
 
         path = Path(path)
@@ -87,9 +97,13 @@ class FeatureTable:
         if encoder_key is not None and meta.get("encoder_key") != encoder_key:
             raise SnapshotError(f"{path}: features of encoder {meta.get('encoder_key')!r}, "
                                 f"expected {encoder_key!r}")
+        if encoder_key is not None and "tokens" in tensors and "detail" not in meta:
+            raise SnapshotError(f"{path}: features written before detail maps were kept "
+                                "(by an older kgmm); encode them again")
         mask = tensors.get("mask")
         return cls(keys, tensors["pooled"], tensors.get("tokens"),
-                   None if mask is None else mask.bool(), meta.get("encoder_key", ""))
+                   None if mask is None else mask.bool(), meta.get("encoder_key", ""),
+                   tensors.get("detail"))
 
 
 def encode_texts(encoder: Any, texts: Sequence[str], *, batch_size: int = 64,
@@ -125,6 +139,7 @@ def encode_images(encoder: Any, images: Sequence[Any], keys: Sequence[str], *,
         raise ValueError(f"{len(images)} images for {len(keys)} keys")
     pooled_rows: list[Tensor] = []
     token_rows: list[Tensor] = []
+    detail_rows: list[Tensor] = []
     for start in range(0, len(images), batch_size):
         chunk = [load_image(img) for img in images[start:start + batch_size]]
         with torch.no_grad():
@@ -132,13 +147,16 @@ def encode_images(encoder: Any, images: Sequence[Any], keys: Sequence[str], *,
         pooled_rows.append(out.pooled.float().cpu())
         if tokens:
             token_rows.append(out.tokens.half().cpu())
+            if out.detail is not None:
+                detail_rows.append(out.detail.half().cpu())
         if progress is not None:
             progress("encode images", start + len(chunk), len(images))
     if not pooled_rows:
         return FeatureTable([], torch.zeros(0, encoder.dim), encoder_key=encoder_key)
     tok = torch.cat(token_rows) if tokens else None
     mask = torch.ones(tok.shape[:2], dtype=torch.bool) if tok is not None else None
-    return FeatureTable(list(keys), torch.cat(pooled_rows), tok, mask, encoder_key)
+    detail = torch.cat(detail_rows) if detail_rows else None
+    return FeatureTable(list(keys), torch.cat(pooled_rows), tok, mask, encoder_key, detail)
 
 
 def cached(path: str | os.PathLike[str] | None, encoder_key: str,

@@ -133,16 +133,17 @@ class ImageLinker:
         self.min_objectness = min_objectness
 
     def __call__(self, tokens: torch.Tensor, grid_size: Sequence[int] | None = None,
-                 batch_size: int = 64) -> list[list[ConceptGroup]]:
-        """``tokens [B, P, D]`` → groups per image."""
+                 batch_size: int = 64, detail: torch.Tensor | None = None
+                 ) -> list[list[ConceptGroup]]:
+        """``tokens [B, P, D]`` (and the finer maps ``detail [B, D', H, W]`` a two-scale
+        parser reads) → groups per image."""
         out: list[list[ConceptGroup]] = []
         if self.matrix is None:
             return [[] for _ in range(tokens.shape[0])]
         for start in range(0, tokens.shape[0], batch_size):
             chunk = tokens[start:start + batch_size].float()
-            with torch.no_grad():
-                output = self.parser(chunk, grid_size)
-            dets = self.parser.parse(output, self.matrix, self.ids, grid_size=output.grid_size,
-                                     top_k=self.top_k)
+            fine = None if detail is None else detail[start:start + batch_size].float()
+            dets = self.parser.parse(chunk, self.matrix, self.ids, grid_size=grid_size,
+                                     top_k=self.top_k, detail=fine)
             out.extend(link_detections(d, min_objectness=self.min_objectness) for d in dets)
         return out

@@ -115,7 +115,7 @@ class RetrievalModel:
         p = table.tokens.shape[1]
         side = round(p ** 0.5)
         grid = (side, side) if side * side == p else None
-        return self.linker(table.tokens, grid)
+        return self.linker(table.tokens, grid, detail=table.detail)
 
     # -- persistence ----------------------------------------------------------------------
     def save(self, directory: str | os.PathLike[str], *, indices: dict[str, Any] | None = None

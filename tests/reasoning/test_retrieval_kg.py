@@ -112,6 +112,24 @@ def test_coverage_is_a_noisy_or_over_uncertain_detections(kg: CompiledKG) -> Non
     assert both[1, 0] == pytest.approx(0.5, abs=1e-5)  # mean
 
 
+def test_image_linker_feeds_a_two_scale_parser_its_detail_maps(kg: CompiledKG) -> None:
+    from kgmm.reasoning.retrieval.linking import ImageLinker
+    from kgmm.reasoning.scene_parser import SceneParser
+
+    torch.manual_seed(0)
+    parser = SceneParser(feature_dim=8, embed_dim=6, cell_dim=8, context_dim=4, pos_dim=2,
+                         hidden=8, grid_size=(4, 4), detail_dim=3, objectness_threshold=0.0,
+                         max_objects=2)
+    entities = [kg.index_of("ex:dog"), kg.index_of("ex:apple")]
+    linker = ImageLinker(parser, entities, lambda idx: torch.randn(len(idx), 6))
+    tokens, detail = torch.randn(3, 4, 8), torch.randn(3, 3, 4, 4)
+    groups = linker(tokens, (2, 2), batch_size=2, detail=detail)
+    assert [len(g) for g in groups] == [2, 2, 2]
+    assert all(len(c.candidates) == 2 and c.source == "image" for g in groups for c in g)
+    with pytest.raises(ValueError, match="detail map"):
+        linker(tokens, (2, 2))
+
+
 def test_combiner_learns_from_lists_and_round_trips(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     lists = []

@@ -123,6 +123,25 @@ def test_feature_tables_round_trip_and_refuse_another_encoder(tmp_path: Path) ->
     (tmp_path / "bad.safetensors").write_bytes(b"junk")
     with pytest.raises(SnapshotError):
         FeatureTable.load(tmp_path / "bad.safetensors")
+    # image tables keep the encoder's finer map for a two-scale parser, through select too
+    images = FeatureTable(["x", "y"], torch.randn(2, 4), torch.randn(2, 4, 4).half(),
+                          torch.ones(2, 4, dtype=torch.bool), "lite0@224",
+                          torch.randn(2, 3, 4, 4).half())
+    images.save(tmp_path / "i.safetensors")
+    loaded = FeatureTable.load(tmp_path / "i.safetensors", "lite0@224")
+    assert torch.equal(loaded.detail, images.detail)
+    assert torch.equal(loaded.select(["y"]).detail, images.detail[1:])
+    # a table written before detail maps were kept is encoded again by cached()
+    from safetensors.torch import load_file, save_file
+
+    old = tmp_path / "old.safetensors"
+    save_file({k: v for k, v in load_file(str(tmp_path / "i.safetensors")).items()
+               if k != "detail"}, str(old), metadata={"keys": '["x", "y"]',
+                                                      "encoder_key": "lite0@224"})
+    with pytest.raises(SnapshotError, match="before detail maps"):
+        FeatureTable.load(old, "lite0@224")
+    assert cached(old, "lite0@224", lambda: calls.append(2) or images, ["x"]) is images
+    assert calls == [2] and FeatureTable.load(old, "lite0@224").detail is not None
 
 
 def _coco(root: Path, queries: dict | None = None) -> None:
