@@ -363,18 +363,13 @@ class KGMM:
 
     def _inference_parser(self) -> Any:
         """The scene parser in the image tower's inference precision (bfloat16 where the
-        hardware computes it natively, see :mod:`kgmm.reasoning.encoders.precision`): a copy
-        made on first use and again when the weights or that precision change."""
+        hardware computes it natively, see :mod:`kgmm.reasoning.encoders.precision`)."""
         from kgmm.reasoning.encoders.precision import resolve_inference_dtype
 
         parser = self.parts.parser
         device = next(parser.parameters()).device
-        dtype = resolve_inference_dtype(self.parts.image_encoder.config.inference_dtype, device)
-        key = (id(parser), dtype, sum(int(t._version) for t in parser.parameters()))
-        cached = self.__dict__.get("_parser_copy")
-        if cached is None or cached[0] != key:
-            self.__dict__["_parser_copy"] = cached = (key, parser.inference_copy(dtype))
-        return cached[1]
+        return parser.inference_copy(
+            resolve_inference_dtype(self.parts.image_encoder.config.inference_dtype, device))
 
     def _imagenet_observations(self, logits: Any) -> list[Any]:
         """The fallback when the scene parser sees no object (another picture style, a real

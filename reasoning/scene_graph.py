@@ -116,13 +116,10 @@ class ObjectObservation:
         return self.box if self.box is not None else (self.x, self.y, self.x, self.y)
 
 
-def observations_from_detections(detections: Sequence[Any],
-                                 cell_embeddings: Tensor | None = None
-                                 ) -> list[ObjectObservation]:
+def observations_from_detections(detections: Sequence[Any]) -> list[ObjectObservation]:
     """Scene-parser detections as observations: candidate scores become probabilities
     (softmax over the listed candidates, ids are KG indices as strings) and each object keeps
-    its cell's embedding (the detection's own, or row ``cell`` of ``cell_embeddings [P, E]``
-    when given)."""
+    its cell's embedding (``Detection.embedding``)."""
     out = []
     for det in detections:
         scores = torch.tensor([s for _, s in det.entities])
@@ -130,8 +127,7 @@ def observations_from_detections(detections: Sequence[Any],
         out.append(ObjectObservation(
             x=det.center[0], y=det.center[1], objectness=det.objectness,
             candidates=[(int(e), p) for (e, _), p in zip(det.entities, probs, strict=True)],
-            embedding=(det.embedding if cell_embeddings is None
-                       else cell_embeddings[det.cell]).float(),
+            embedding=det.embedding.float(),
             box=tuple(float(v) for v in det.box)))
     return out
 

@@ -80,11 +80,12 @@ Checkpoints: ``save_pretrained(dir)`` writes ``kgmm_scene_parser.json`` (the con
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -329,6 +330,17 @@ def peak_mask(prob: Tensor, grid_size: Sequence[int], radius: int = 1,
 # the model
 
 
+@contextlib.contextmanager
+def _eval_mode(module: nn.Module) -> Iterator[None]:
+    """Run the block with ``module`` in eval mode, then restore its mode."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train(was_training)
+
+
 def _mlp(width: int, hidden: int, out: int, dropout: float) -> nn.Sequential:
     return nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Dropout(dropout),
                          nn.Linear(hidden, out))
@@ -470,66 +482,67 @@ class SceneParser(nn.Module):
         if entity_embeddings is not None and ids is not None \
                 and len(ids) != entity_embeddings.shape[0]:
             raise ValueError(f"{len(ids)} entity ids for {entity_embeddings.shape[0]} embeddings")
-        cell_features: Tensor | None = None
-        if isinstance(features, SceneParserOutput):
-            objectness, raw_boxes, grid = features.objectness, features.boxes, features.grid_size
-        else:
-            tokens = getattr(features, "tokens", features)
-            grid_size = grid_size or getattr(features, "grid_size", None)
-            detail = getattr(features, "detail", None) if detail is None else detail
-            was_training = self.training
-            self.eval()
-            try:
+        with _eval_mode(self):  # dropout off, whatever mode the caller left it in
+            cell_features: Tensor | None = None
+            if isinstance(features, SceneParserOutput):
+                objectness, raw_boxes = features.objectness, features.boxes
+                grid = features.grid_size
+            else:
+                tokens = getattr(features, "tokens", features)
+                grid_size = grid_size or getattr(features, "grid_size", None)
+                detail = getattr(features, "detail", None) if detail is None else detail
                 cell_features, grid = self._cells(tokens, grid_size, detail)
                 det = self.detect(cell_features).float()  # decoding is float32
-            finally:
-                self.train(was_training)
-            objectness, raw_boxes = det[..., 0], det[..., 1:]
-        prob = objectness.sigmoid()
-        centres, boxes = decode_boxes(raw_boxes, grid)
-        keep = peak_mask(prob, grid, cfg.nms_radius, boxes, nms_iou) & (prob >= threshold)
-        chosen = []  # (image, cell) of every detection, images in order, by objectness
-        for i in range(prob.shape[0]):
-            cells = keep[i].nonzero().flatten()
-            cells = cells[prob[i, cells].argsort(descending=True, stable=True)][:max_objects]
-            chosen += [(i, cell) for cell in cells.tolist()]
-        rows = torch.tensor([i for i, _ in chosen], dtype=torch.long)
-        cols = torch.tensor([c for _, c in chosen], dtype=torch.long)
-        if cell_features is None:
-            z = features.embeddings[rows, cols]
-        else:
-            was_training = self.training
-            self.eval()
-            try:
+                objectness, raw_boxes = det[..., 0], det[..., 1:]
+            prob = objectness.sigmoid()
+            centres, boxes = decode_boxes(raw_boxes, grid)
+            keep = peak_mask(prob, grid, cfg.nms_radius, boxes, nms_iou) & (prob >= threshold)
+            chosen = []  # (image, cell) of every detection, images in order, by objectness
+            for i in range(prob.shape[0]):
+                cells = keep[i].nonzero().flatten()
+                cells = cells[prob[i, cells].argsort(descending=True, stable=True)][:max_objects]
+                chosen += [(i, cell) for cell in cells.tolist()]
+            rows = torch.tensor([i for i, _ in chosen], dtype=torch.long)
+            cols = torch.tensor([c for _, c in chosen], dtype=torch.long)
+            if cell_features is None:
+                z = features.embeddings[rows, cols]
+            else:
                 z = F.normalize(self.embed(cell_features[rows, cols]).float(), dim=-1)
-            finally:
-                self.train(was_training)
-        top = None
-        if entity_embeddings is not None and entity_embeddings.shape[0] > 0 and chosen:
-            scores = self.link(z, entity_embeddings, entity_bias)
-            top = scores.topk(min(top_k, scores.shape[-1]), dim=-1)
-        results: list[list[Detection]] = [[] for _ in range(prob.shape[0])]
-        for k, (i, cell) in enumerate(chosen):
-            entities: list[tuple[str, float]] = []
-            if top is not None:
-                vals, idx = top.values[k].tolist(), top.indices[k].tolist()
-                entities = [(ids[j] if ids is not None else str(j), float(v))
-                            for v, j in zip(vals, idx, strict=True)]
-            cx, cy = centres[i, cell].tolist()
-            x0, y0, x1, y1 = boxes[i, cell].tolist()
-            results[i].append(Detection(cell, (cx, cy), (x0, y0, x1, y1), float(prob[i, cell]),
-                                        entities, z[k]))
-        return results
+            top = None
+            if entity_embeddings is not None and entity_embeddings.shape[0] > 0 and chosen:
+                scores = self.link(z, entity_embeddings, entity_bias)
+                top = scores.topk(min(top_k, scores.shape[-1]), dim=-1)
+            results: list[list[Detection]] = [[] for _ in range(prob.shape[0])]
+            for k, (i, cell) in enumerate(chosen):
+                entities: list[tuple[str, float]] = []
+                if top is not None:
+                    vals, idx = top.values[k].tolist(), top.indices[k].tolist()
+                    entities = [(ids[j] if ids is not None else str(j), float(v))
+                                for v, j in zip(vals, idx, strict=True)]
+                cx, cy = centres[i, cell].tolist()
+                x0, y0, x1, y1 = boxes[i, cell].tolist()
+                results[i].append(Detection(cell, (cx, cy), (x0, y0, x1, y1), float(prob[i, cell]),
+                                            entities, z[k]))
+            return results
 
     def inference_copy(self, dtype: torch.dtype) -> SceneParser:
         """This parser in eval mode with its weights in ``dtype`` (itself for float32), for
         :meth:`parse` where the hardware computes ``dtype`` natively; a copy, so training and
-        checkpoints keep float32."""
+        checkpoints keep float32. Made on first use and again when the weights or ``dtype``
+        change (as the image tower's inference network); not a submodule."""
         if dtype == torch.float32:
             return self.eval()
         import copy
 
-        return copy.deepcopy(self).to(dtype).eval()
+        from .encoders.precision import weights_version
+
+        key = (dtype, weights_version(self))
+        cached = self.__dict__.get("_inference_copy")
+        if cached is None or cached[0] != key:
+            self.__dict__.pop("_inference_copy", None)  # not copied into the new copy
+            cached = (key, copy.deepcopy(self).to(dtype).eval())
+            self.__dict__["_inference_copy"] = cached
+        return cached[1]
 
     # -- checkpoints -------------------------------------------------------------------------
 

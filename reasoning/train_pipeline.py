@@ -120,12 +120,10 @@ def train_full(root: Path, kg: CompiledKG, out: Path, *, text_encoder: Any, imag
         encoded = features[record.image_id]
         if record.image_id not in parsed:
             tokens, detail = _stacked_features(features, [record.image_id])
-            with torch.no_grad():
-                output = parser(tokens, grid, detail)
-            detections = parser.parse(output, candidate_matrix,
-                                      [str(i) for i in candidate_index])[0]
-            parsed[record.image_id] = observations_from_detections(detections,
-                                                                   output.embeddings[0])
+            detections = parser.parse(tokens, candidate_matrix,
+                                      [str(i) for i in candidate_index], grid_size=grid,
+                                      detail=detail)[0]
+            parsed[record.image_id] = observations_from_detections(detections)
         return encoded.pooled, parsed[record.image_id]
 
     train_space = training_answer_space(load_vqa(root, "train"), kg)

@@ -58,7 +58,7 @@ from .base import (
     save_state_file,
     write_config,
 )
-from .precision import INFERENCE_DTYPES, resolve_inference_dtype
+from .precision import INFERENCE_DTYPES, resolve_inference_dtype, weights_version
 from .preprocess import (
     CLIP_MEAN,
     CLIP_STD,
@@ -319,7 +319,7 @@ class EfficientNetLiteEncoder(ImageEncoder):
 
     @property
     def _weights_version(self) -> int:
-        return sum(int(t._version) for t in (*self.net.parameters(), *self.net.buffers()))
+        return weights_version(self.net)
 
     def load_backbone_state(self, state: dict[str, Tensor]) -> None:
         super().load_backbone_state(state)

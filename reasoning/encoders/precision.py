@@ -58,3 +58,9 @@ def resolve_inference_dtype(name: str | None, device: torch.device) -> torch.dty
     if device.type == "cpu" and cpu_has_native_bf16():
         return torch.bfloat16
     return torch.float32
+
+
+def weights_version(module: torch.nn.Module) -> int:
+    """A number that changes whenever any parameter or buffer of ``module`` is modified in
+    place (the sum of the tensors' version counters): the key of cached inference copies."""
+    return sum(int(t._version) for t in (*module.parameters(), *module.buffers()))
